@@ -1,0 +1,92 @@
+"""A person's face ready to animate: neutral shape, action basis and the source pose."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+
+from avatar.face import geometry, topology as topo
+from avatar.face.actions import build_basis
+from avatar.face.tracker import FaceObservation
+from avatar.motion.types import MotionFrame
+
+EYE_RADIUS = 0.085  # eyeball radius in face widths: gaze angle -> iris shift
+SEAL_SKIN_RADIUS = 0.03  # how far sealing the lips drags the skin around them
+
+
+@lru_cache(maxsize=1)
+def face_template() -> tuple[np.ndarray, np.ndarray]:
+    """The shipped canonical face (478, 3) and mesh triangles (T, 3)."""
+    with resources.files("avatar.assets").joinpath("face_model.npz").open("rb") as f:
+        data = np.load(f)
+        return data["canonical"].astype(np.float64), data["triangles"].astype(np.int64)
+
+
+def seal_lips(shape: np.ndarray) -> np.ndarray:
+    """Close a parted mouth: inner lips meet at their mid line, the skin around follows.
+
+    A photo may show the mouth open; the neutral face (all actions 0) must have closed
+    lips so that p/b/m close and silence rests closed.
+    """
+    out = shape.copy()
+    up, lo = topo.as_index(topo.LIPS_INNER_UPPER), topo.as_index(topo.LIPS_INNER_LOWER)
+    gap = shape[lo, 1] - shape[up, 1]  # (11,) lower below upper is positive
+    half = np.maximum(gap, 0.0) / 2
+    for ring, sign in ((up, 1.0), (lo, -1.0)):
+        d = np.linalg.norm(shape[:, None, :2] - shape[ring][None, :, :2], axis=-1)  # (478, 11)
+        nearest = d.argmin(1)
+        w = np.exp(-((d.min(1) / SEAL_SKIN_RADIUS) ** 2))
+        other = lo if sign > 0 else up
+        # only drag points on this lip's side of the mouth
+        side = sign * (shape[other][nearest, 1] - shape[:, 1]) > 0
+        out[:, 1] += sign * half[nearest] * w * side
+        out[ring, 1] = shape[ring, 1] + sign * half
+    return out
+
+
+@dataclass
+class FaceModel:
+    neutral: np.ndarray  # (478, 3) canonical, all actions 0, lips closed
+    basis: np.ndarray  # (A, 478, 3)
+    frame: geometry.HeadFrame  # source pose: canonical -> source pixels
+    source_points: np.ndarray  # (478, 2) the tracked source landmarks in pixels
+
+    @classmethod
+    def from_observation(cls, face: FaceObservation) -> "FaceModel":
+        template, _ = face_template()
+        pts = face.landmarks.astype(np.float64)
+        frame = geometry.fit_frame(pts, template)
+        canon = frame.to_canonical(pts)
+        neutral = seal_lips(canon)
+        return cls(neutral, build_basis(neutral), frame, pts[:, :2].copy())
+
+    @property
+    def face_width(self) -> float:
+        return self.frame.scale
+
+    def shape(self, actions: np.ndarray) -> np.ndarray:
+        """(478, 3) canonical face with action coefficients ``actions`` (A,)."""
+        return self.neutral + np.tensordot(actions, self.basis, axes=1)
+
+    def head_transform(self, frame: MotionFrame) -> geometry.HeadFrame:
+        """The source pose with the frame's relative rotation, translation and scale."""
+        R_rel = geometry.euler_to_matrix(*frame.rotation)
+        return geometry.HeadFrame(
+            rotation=R_rel @ self.frame.rotation,
+            scale=self.frame.scale * frame.scale,
+            origin=self.frame.origin + np.r_[frame.translation * self.frame.scale, 0.0],
+        )
+
+    def gaze_shift(self, frame: MotionFrame) -> np.ndarray:
+        """Iris displacement (x, y) in canonical units for the frame's gaze."""
+        gx, gy = frame.gaze
+        return EYE_RADIUS * np.array([np.sin(gx), -np.sin(gy)])
+
+    def project(self, frame: MotionFrame) -> np.ndarray:
+        """(478, 2) target landmarks in source-image pixels."""
+        X = self.shape(frame.actions)
+        X[topo.NUM_MESH_POINTS:, :2] += self.gaze_shift(frame)
+        return self.head_transform(frame).to_image(X)[:, :2]

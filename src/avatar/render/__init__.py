@@ -1,0 +1,1 @@
+"""Renderers: MotionFrame -> pixels. ``WarpRenderer`` deforms a photo by the face mesh."""

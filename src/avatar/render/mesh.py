@@ -1,0 +1,147 @@
+"""The control mesh of the warp: face triangles, filled mouth/eye holes, and exterior anchors.
+
+Controls are points with a source position; the renderer moves them each frame. A field
+defined at the controls is spread over a pixel grid by fixed barycentric weights (the
+triangulation lives in source space, so the weights are computed once per photo).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import scipy.sparse as sp
+from scipy.spatial import Delaunay
+
+from avatar.face import topology as topo
+
+# Exterior anchors, in face widths from the head origin (canonical frame, y down).
+HEAD_RING_SCALE = 1.45  # ring around the face oval carried rigidly with the head (hair)
+HEAD_TOP_SCALE = 2.0  # a second, looser ring over the top of the head
+NECK_DROP = 0.9  # neck anchors this far below the chin follow the head only partly
+BORDER_POINTS_PER_SIDE = 8
+
+
+def ladder(upper, lower) -> list[tuple[int, int, int]]:
+    """Triangles filling the gap between two curves that share their end points."""
+    tris = []
+    for i in range(len(upper) - 1):
+        a, b, c, d = upper[i], upper[i + 1], lower[i + 1], lower[i]
+        tris += [(a, b, c), (a, c, d)]
+    return [t for t in tris if len(set(t)) == 3]
+
+
+def hole_triangles() -> np.ndarray:
+    """Triangles for the holes MediaPipe's tesselation leaves at the mouth and eyes."""
+    tris = (ladder(topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER)
+            + ladder(topo.EYE_R_UPPER, topo.EYE_R_LOWER)
+            + ladder(topo.EYE_L_UPPER, topo.EYE_L_LOWER))
+    return np.array(tris, np.int64)
+
+
+@dataclass
+class ControlMesh:
+    source: np.ndarray  # (N, 2) control positions in source pixels
+    triangles: np.ndarray  # (M, 3) indices into source
+    num_face: int  # the first num_face controls are the 478 face landmarks
+    head_anchor: np.ndarray  # (H, 3) canonical positions of the head-rigid exterior anchors
+    neck: np.ndarray  # (K,) control indices of the neck anchors
+    border: np.ndarray  # (B,) control indices fixed at the image border
+
+    @property
+    def head(self) -> np.ndarray:
+        return np.arange(self.num_face, self.num_face + len(self.head_anchor))
+
+
+def _exterior_anchors(neutral: np.ndarray) -> np.ndarray:
+    """(H, 3) canonical points around the face that move rigidly with the skull."""
+    oval = neutral[topo.as_index(topo.FACE_OVAL)]
+    centre = oval.mean(0)
+    rings = []
+    for k in (HEAD_RING_SCALE, HEAD_TOP_SCALE):
+        ring = centre + (oval - centre) * k
+        if k == HEAD_TOP_SCALE:
+            ring = ring[ring[:, 1] < centre[1]]  # only over the top: the chin side is the neck
+        rings.append(ring)
+    pts = np.concatenate(rings)
+    pts[:, 2] = 0.0  # at the depth of the pivot: hair turns with the head, little parallax
+    return pts
+
+
+def build_control_mesh(face_points: np.ndarray, neutral: np.ndarray, frame, size) -> ControlMesh:
+    """Controls: face landmarks, head-rigid anchors, neck anchors, image border."""
+    w, h = size
+    head_anchor = _exterior_anchors(neutral)
+    head_src = frame.to_image(head_anchor)[:, :2]
+    chin = face_points[topo.CHIN]
+    down = frame.rotation[:2, 1] * frame.scale  # the face's "down" in pixels
+    neck_src = np.array([chin + down * NECK_DROP + frame.rotation[:2, 0] * frame.scale * dx
+                         for dx in (-0.6, -0.3, 0.0, 0.3, 0.6)])
+    t = np.linspace(0, 1, BORDER_POINTS_PER_SIDE + 1)[:-1]
+    border = np.concatenate([np.c_[t * (w - 1), 0 * t], np.c_[(w - 1) + 0 * t, t * (h - 1)],
+                             np.c_[(1 - t) * (w - 1), (h - 1) + 0 * t], np.c_[0 * t, (1 - t) * (h - 1)]])
+    n_face = len(face_points)
+    source = np.concatenate([face_points, head_src, neck_src, border]).astype(np.float64)
+    idx_head = np.arange(n_face, n_face + len(head_src))
+    idx_neck = np.arange(idx_head[-1] + 1, idx_head[-1] + 1 + len(neck_src))
+    idx_border = np.arange(idx_neck[-1] + 1, len(source))
+    tris = np.concatenate([_face_triangles(), _exterior_triangles(source, n_face)])
+    return ControlMesh(source, tris, n_face, head_anchor, idx_neck, idx_border)
+
+
+def _face_triangles() -> np.ndarray:
+    from avatar.face.model import face_template
+
+    return np.concatenate([face_template()[1], hole_triangles()])
+
+
+def _exterior_triangles(source: np.ndarray, n_face: int) -> np.ndarray:
+    """Delaunay over the oval and every exterior control, minus triangles inside the oval."""
+    oval = topo.as_index(topo.FACE_OVAL)
+    ids = np.concatenate([oval, np.arange(n_face, len(source))])
+    tri = ids[Delaunay(source[ids]).simplices]
+    centroids = source[tri].mean(1).astype(np.float32)
+    poly = source[oval].astype(np.float32)
+    inside = np.array([cv2.pointPolygonTest(poly, tuple(map(float, c)), False) > 0 for c in centroids])
+    return tri[~inside]
+
+
+def barycentric_weights(mesh_src: np.ndarray, triangles: np.ndarray, points: np.ndarray,
+                        n_controls: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Sparse (P, N) weights interpolating control values at ``points`` (P, 2), and a (P,)
+    mask of points covered by some triangle. Points outside every triangle get weight 0."""
+    P = len(points)
+    owner = -np.ones(P, np.int64)
+    # Find each point's triangle: barycentric test, vectorised per triangle over its bbox.
+    for k, (a, b, c) in enumerate(triangles):
+        A, B, C = mesh_src[a], mesh_src[b], mesh_src[c]
+        lo, hi = np.minimum(np.minimum(A, B), C), np.maximum(np.maximum(A, B), C)
+        cand = np.nonzero((points[:, 0] >= lo[0]) & (points[:, 0] <= hi[0])
+                          & (points[:, 1] >= lo[1]) & (points[:, 1] <= hi[1]) & (owner < 0))[0]
+        if len(cand) == 0:
+            continue
+        l = _bary(points[cand], A, B, C)
+        ok = (l >= -1e-9).all(1)
+        owner[cand[ok]] = k
+    covered = owner >= 0
+    rows = np.nonzero(covered)[0]
+    tri = triangles[owner[rows]]
+    lam = _bary(points[rows], mesh_src[tri[:, 0]], mesh_src[tri[:, 1]], mesh_src[tri[:, 2]])
+    W = sp.csr_matrix((lam.ravel(), (np.repeat(rows, 3), tri.ravel())), shape=(P, n_controls))
+    return W, covered
+
+
+def _bary(p, A, B, C) -> np.ndarray:
+    """(n, 3) barycentric coordinates of points p (n, 2) in triangle(s) A, B, C."""
+    v0, v1, v2 = B - A, C - A, p - A
+    d00 = (v0 * v0).sum(-1)
+    d01 = (v0 * v1).sum(-1)
+    d11 = (v1 * v1).sum(-1)
+    d20 = (v2 * v0).sum(-1)
+    d21 = (v2 * v1).sum(-1)
+    den = d00 * d11 - d01 * d01
+    den = np.where(np.abs(den) < 1e-12, 1e-12, den)
+    v = (d11 * d20 - d01 * d21) / den
+    w = (d00 * d21 - d01 * d20) / den
+    return np.stack([1 - v - w, v, w], -1)

@@ -1,0 +1,118 @@
+"""A synthesised mouth interior, painted inside the target inner-lip contour.
+
+Dark cavity shaded by the opening, upper teeth fixed to the skull just below the resting
+lip line, lower teeth carried by the jaw, and a tongue low in the mouth. Colours are taken
+from the photo (lips, skin brightness) so the interior matches its lighting.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from avatar.face import topology as topo
+from avatar.face.model import FaceModel
+from avatar.motion.types import MotionFrame, action_column
+
+UPPER_TEETH_SHOW = 0.014  # face widths the upper incisors reach below the resting lip line
+LOWER_TEETH_SHOW = 0.006  # how far the lower incisors rise above the jaw-carried lip line
+TEETH_DEPTH = 0.06  # visible tooth height; the rest hides under the lips
+TEETH_SPAN = 0.78  # fraction of the mouth width the front teeth cover
+TEETH_COLOUR = np.array([232, 226, 212], np.float32)
+CAVITY_DARKEN = 0.22  # cavity colour = lip colour * this
+TONGUE_LIGHTEN = 0.85  # tongue colour = lip colour * this
+MIN_OPENING_PX = 0.6  # below this the lips touch: nothing to paint
+SUPERSAMPLE_SHIFT = 3  # polygon vertices at 1/8 px for anti-aliased edges
+
+
+class MouthPainter:
+    def __init__(self, image: np.ndarray, face: FaceModel):
+        self.face = face
+        lips = face.source_points[topo.as_index(topo.LIPS_OUTER_UPPER + topo.LIPS_OUTER_LOWER)]
+        lip_mask = np.zeros(image.shape[:2], np.uint8)
+        cv2.fillPoly(lip_mask, [np.round(lips[topo.LIPS_OUTER_UPPER.__len__():]).astype(np.int32)], 1)
+        lip_colour = np.median(image[lip_mask > 0], axis=0) if lip_mask.any() else np.array([150, 80, 80])
+        cheek = face.source_points[[topo.CHEEK_L, topo.CHEEK_R, topo.NOSE_TIP]].mean(0)
+        y, x = int(np.clip(cheek[1], 0, image.shape[0] - 1)), int(np.clip(cheek[0], 0, image.shape[1] - 1))
+        skin = image[max(0, y - 3): y + 4, max(0, x - 3): x + 4].reshape(-1, 3).mean(0)
+        brightness = np.clip(skin.mean() / 170.0, 0.45, 1.1)  # teeth as lit as the skin
+        self.cavity = np.asarray(lip_colour, np.float32) * CAVITY_DARKEN
+        self.tongue = np.asarray(lip_colour, np.float32) * TONGUE_LIGHTEN
+        self.teeth = TEETH_COLOUR * brightness
+        self.jaw = face.basis[action_column("jawOpen")]
+
+    def _teeth_lines(self, frame: MotionFrame):
+        """Image-space edges of the upper and lower incisors (each (11, 2))."""
+        head = self.face.head_transform(frame)
+        up = self.face.neutral[topo.as_index(topo.LIPS_INNER_UPPER)].copy()
+        lo = self.face.neutral[topo.as_index(topo.LIPS_INNER_LOWER)]
+        lo = lo + frame.action("jawOpen") * self.jaw[topo.as_index(topo.LIPS_INNER_LOWER)]
+        up[:, 1] += UPPER_TEETH_SHOW
+        lo = lo.copy()
+        lo[:, 1] -= LOWER_TEETH_SHOW
+        return head.to_image(up)[:, :2], head.to_image(lo)[:, :2], head.scale
+
+    def paint(self, out: np.ndarray, face_pts: np.ndarray, frame: MotionFrame) -> None:
+        """Paint the interior into ``out`` (H, W, 3) in place."""
+        ring = face_pts[topo.as_index(topo.LIPS_INNER_RING)]
+        up, lo = face_pts[topo.UPPER_LIP_BOTTOM], face_pts[topo.LOWER_LIP_TOP]
+        opening = float(np.linalg.norm(lo - up))
+        if opening < MIN_OPENING_PX:
+            return
+        h, w = out.shape[:2]
+        x0, y0 = np.floor(ring.min(0)).astype(int) - 2
+        x1, y1 = np.ceil(ring.max(0)).astype(int) + 3
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return
+        origin = np.array([x0, y0], np.float64)
+        mask = self._polygon_mask((y1 - y0, x1 - x0), ring - origin)
+        interior = self._interior((y1 - y0, x1 - x0), origin, frame, opening)
+        patch = out[y0:y1, x0:x1].astype(np.float32)
+        a = mask[..., None]
+        out[y0:y1, x0:x1] = (a * interior + (1 - a) * patch).astype(np.uint8)
+
+    @staticmethod
+    def _polygon_mask(shape, poly: np.ndarray) -> np.ndarray:
+        m = np.zeros(shape, np.float32)
+        pts = np.round(poly * (1 << SUPERSAMPLE_SHIFT)).astype(np.int32)
+        cv2.fillPoly(m, [pts], 1.0, lineType=cv2.LINE_AA, shift=SUPERSAMPLE_SHIFT)
+        return m
+
+    def _interior(self, shape, origin, frame: MotionFrame, opening: float) -> np.ndarray:
+        hh, ww = shape
+        up_edge, lo_edge, scale = self._teeth_lines(frame)
+        up_edge, lo_edge = up_edge - origin, lo_edge - origin
+        # Cavity: darker when the mouth is barely open (less light gets in).
+        light = np.clip(opening / (0.12 * scale), 0.35, 1.0)
+        img = np.empty((hh, ww, 3), np.float32)
+        img[:] = self.cavity * light
+        # Tongue: an ellipse resting behind the lower teeth.
+        mid = lo_edge[len(lo_edge) // 2]
+        width = np.linalg.norm(lo_edge[-1] - lo_edge[0])
+        cv2.ellipse(img, (int(mid[0]), int(mid[1] + 0.02 * scale)),
+                    (max(1, int(0.3 * width)), max(1, int(0.05 * scale))), 0, 180, 360,
+                    (self.tongue * light).tolist(), -1, cv2.LINE_AA)
+        self._teeth(img, up_edge, +1, scale, light)
+        self._teeth(img, lo_edge, -1, scale, light)
+        return img
+
+    def _teeth(self, img, edge: np.ndarray, direction: int, scale: float, light: float) -> None:
+        """A band of teeth hanging from ``edge`` away from the opening (up for the upper
+        row: direction +1 means the band extends upward from the biting edge)."""
+        n = len(edge)
+        keep = int(round((1 - TEETH_SPAN) / 2 * (n - 1)))
+        biting = edge[keep: n - keep]
+        root = biting.copy()
+        root[:, 1] -= direction * TEETH_DEPTH * scale
+        poly = np.concatenate([biting, root[::-1]])
+        band = np.zeros(img.shape[:2], np.float32)
+        cv2.fillPoly(band, [np.round(poly * (1 << SUPERSAMPLE_SHIFT)).astype(np.int32)], 1.0,
+                     lineType=cv2.LINE_AA, shift=SUPERSAMPLE_SHIFT)
+        # Shade toward the corners: side teeth sit deeper in the mouth.
+        xs = np.arange(img.shape[1], dtype=np.float32)
+        cx, half = biting[:, 0].mean(), max(np.ptp(biting[:, 0]) / 2, 1.0)
+        side = np.clip(1 - 0.55 * ((xs - cx) / half) ** 2, 0.3, 1)[None, :]
+        colour = self.teeth[None, None, :] * (side * (0.55 + 0.45 * light))[..., None]
+        a = band[..., None]
+        img[:] = a * colour + (1 - a) * img
