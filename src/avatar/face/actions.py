@@ -18,7 +18,7 @@ from avatar.face import topology as topo
 from avatar.motion.types import ACTIONS
 
 # Amplitudes at coefficient 1, in face widths (a face is ~14 cm wide).
-JAW_MAX_ANGLE = 0.30  # rad; lower lip drops ~0.2 face widths (~3 cm) at jawOpen = 1
+JAW_MAX_ANGLE = 0.40  # rad; lower lip drops ~0.28 face widths (~4 cm) at jawOpen = 1
 JAW_PIVOT_DROP = 0.05  # hinge a little below the cheek line, near the ears
 CLOSE_LOWER_SHARE = 0.7  # mouthClose: lower lip travels 70% of the gap, upper lip 30%
 SMILE_SHIFT = (0.045, -0.04)  # corner (outward, up)
@@ -26,7 +26,7 @@ STRETCH_SHIFT = (0.05, 0.01)
 FROWN_SHIFT = (-0.005, 0.04)
 CORNER_RADIUS = 0.09  # how far a corner pull spreads over lips and cheek
 LIP_RADIUS = 0.035  # how far lip motions spread into the skin around the lips
-BROW_SHIFT = 0.04
+BROW_SHIFT = 0.06
 BROW_RADIUS = 0.08
 LID_CLOSE = 0.92  # fraction of the eye opening the upper lid covers in a blink
 LID_SKIN_RADIUS = 0.05
@@ -78,7 +78,7 @@ class FaceGeometry:
 
     @cached_property
     def lips(self) -> np.ndarray:
-        return self.near(topo.LIPS_OUTER_UPPER + topo.LIPS_OUTER_LOWER, LIP_RADIUS)
+        return self.near(topo.LIPS_ALL, LIP_RADIUS)
 
     def corner(self, side: str) -> int:
         return topo.MOUTH_CORNER_L if side == "L" else topo.MOUTH_CORNER_R
@@ -115,7 +115,7 @@ def mouth_close(g: FaceGeometry) -> np.ndarray:
 def _toward_mouth_center(g: FaceGeometry, squeeze: float, forward: float) -> np.ndarray:
     """Lips drawn toward the mouth's centre line and pushed forward (funnel, pucker)."""
     d = np.zeros_like(g.V)
-    w = g.near(topo.LIPS_OUTER_UPPER + topo.LIPS_OUTER_LOWER, LIP_RADIUS * 1.5)
+    w = g.near(topo.LIPS_ALL, LIP_RADIUS * 1.5)
     d[:, 0] = -squeeze * (g.V[:, 0] - g.mouth_center[0]) * w
     d[:, 2] = -forward * w
     return d
@@ -135,11 +135,11 @@ def mouth_pucker(g: FaceGeometry) -> np.ndarray:
 def mouth_roll_lower(g: FaceGeometry) -> np.ndarray:
     """Lower lip rolls in and up against the upper teeth (f, v); the upper lip lifts a bit."""
     d = np.zeros_like(g.V)
-    lower = g.near(topo.LIPS_OUTER_LOWER, LIP_RADIUS) * g.lower_face
+    lower = g.near(topo.LIPS_OUTER_LOWER + topo.LIPS_INNER_LOWER, LIP_RADIUS) * g.lower_face
     d[:, 1] -= 0.012 * lower
     d[:, 2] += 0.03 * lower
     d[topo.as_index(topo.LIPS_OUTER_LOWER[2:-2]), 1] -= 0.02  # outer edge rolls up more
-    upper = g.near(topo.LIPS_OUTER_UPPER, LIP_RADIUS) * (1 - g.lower_face)
+    upper = g.near(topo.LIPS_OUTER_UPPER + topo.LIPS_INNER_UPPER, LIP_RADIUS) * (1 - g.lower_face)
     d[:, 1] -= 0.02 * upper
     return d
 
@@ -250,8 +250,8 @@ ACTION_FIELDS = {
     "mouthStretchR": lambda g: _corner_pull(g, "R", STRETCH_SHIFT),
     "mouthFrownL": lambda g: _corner_pull(g, "L", FROWN_SHIFT),
     "mouthFrownR": lambda g: _corner_pull(g, "R", FROWN_SHIFT),
-    "upperLipRaise": lambda g: _lip_lift(g, topo.LIPS_OUTER_UPPER, lower=False, dy=-0.03),
-    "lowerLipDown": lambda g: _lip_lift(g, topo.LIPS_OUTER_LOWER, lower=True, dy=0.035),
+    "upperLipRaise": lambda g: _lip_lift(g, topo.LIPS_OUTER_UPPER + topo.LIPS_INNER_UPPER, lower=False, dy=-0.03),
+    "lowerLipDown": lambda g: _lip_lift(g, topo.LIPS_OUTER_LOWER + topo.LIPS_INNER_LOWER, lower=True, dy=0.035),
     "browInnerUp": brow_inner_up,
     "browDownL": _brow_down("L"),
     "browDownR": _brow_down("R"),

@@ -11,6 +11,7 @@ import numpy as np
 
 from avatar.errors import AvatarError
 from avatar.face import topology as topo
+from avatar.native import quiet_stderr
 
 # MediaPipe's face detector sees faces that fill at least ~1/5 of its input; for smaller
 # faces we find boxes with the full-range detector and run the mesh on a crop.
@@ -48,12 +49,13 @@ class FaceTracker:
     """Face mesh with iris refinement. ``static=True`` for photos, False for video frames."""
 
     def __init__(self, static: bool = True, max_faces: int = MAX_FACES):
-        import mediapipe as mp  # heavy import, deferred until a tracker is made
+        with quiet_stderr():
+            import mediapipe as mp  # heavy import, deferred until a tracker is made
 
-        self._mp = mp
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=static, max_num_faces=max_faces, refine_landmarks=True,
-            min_detection_confidence=MIN_CONFIDENCE, min_tracking_confidence=MIN_CONFIDENCE)
+            self._mp = mp
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=static, max_num_faces=max_faces, refine_landmarks=True,
+                min_detection_confidence=MIN_CONFIDENCE, min_tracking_confidence=MIN_CONFIDENCE)
         self._detector = None
 
     def close(self) -> None:
@@ -77,7 +79,8 @@ class FaceTracker:
 
     def _mesh_faces(self, image: np.ndarray, offset=(0, 0), size=None) -> list[FaceObservation]:
         h, w = image.shape[:2]
-        result = self._mesh.process(np.ascontiguousarray(image))
+        with quiet_stderr():
+            result = self._mesh.process(np.ascontiguousarray(image))
         if not result.multi_face_landmarks:
             return []
         faces = []
@@ -91,10 +94,12 @@ class FaceTracker:
     def _faces_via_crops(self, image: np.ndarray) -> list[FaceObservation]:
         """Small faces: full-range face detection, then the mesh on a crop around each box."""
         if self._detector is None:
-            self._detector = self._mp.solutions.face_detection.FaceDetection(
-                model_selection=1, min_detection_confidence=MIN_CONFIDENCE)
+            with quiet_stderr():
+                self._detector = self._mp.solutions.face_detection.FaceDetection(
+                    model_selection=1, min_detection_confidence=MIN_CONFIDENCE)
         h, w = image.shape[:2]
-        result = self._detector.process(np.ascontiguousarray(image))
+        with quiet_stderr():
+            result = self._detector.process(np.ascontiguousarray(image))
         faces = []
         for det in result.detections or []:
             box = det.location_data.relative_bounding_box

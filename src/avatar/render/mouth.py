@@ -25,6 +25,45 @@ MIN_OPENING_PX = 0.6  # below this the lips touch: nothing to paint
 SUPERSAMPLE_SHIFT = 3  # polygon vertices at 1/8 px for anti-aliased edges
 
 
+INPAINT_RADIUS = 3  # px
+CURVE_SAMPLES = 4  # points per landmark segment of the smoothed inner-lip contour
+TOOTH_WIDTH = 0.05  # face widths per front tooth
+TOOTH_GAP_SHADE = 0.8  # brightness at the seam between two teeth
+ROOT_SHADE = 0.7  # brightness toward the gum (the biting edge is brightest)
+
+
+def smooth_closed_curve(points: np.ndarray, samples: int = CURVE_SAMPLES) -> np.ndarray:
+    """Closed Catmull-Rom spline through ``points`` (N, 2) -> (N * samples, 2)."""
+    p0, p1 = np.roll(points, 1, 0), points
+    p2, p3 = np.roll(points, -1, 0), np.roll(points, -2, 0)
+    t = (np.arange(samples) / samples)[:, None, None]  # (S, 1, 1)
+    curve = 0.5 * ((2 * p1) + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
+                   + (-p0 + 3 * p1 - 3 * p2 + p3) * t ** 3)  # (S, N, 2)
+    return curve.transpose(1, 0, 2).reshape(-1, 2)
+
+
+def inpaint_mouth(image: np.ndarray, face: FaceModel) -> np.ndarray:
+    """The photo with its own mouth opening (teeth, cavity) filled from the lips around it.
+
+    The neutral face has closed lips; where a smiling photo shows teeth, the squeezed
+    opening would otherwise leave a bright seam between the lips.
+    """
+    ring = face.source_points[topo.as_index(topo.LIPS_INNER_RING)]
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(ring).astype(np.int32)], 255)
+    if not mask.any():
+        return image
+    mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
+    x, y, w, h = cv2.boundingRect(mask)
+    pad = 2 * INPAINT_RADIUS + 2
+    x0, y0 = max(x - pad, 0), max(y - pad, 0)
+    x1, y1 = min(x + w + pad, image.shape[1]), min(y + h + pad, image.shape[0])
+    out = image.copy()
+    out[y0:y1, x0:x1] = cv2.inpaint(image[y0:y1, x0:x1], mask[y0:y1, x0:x1], INPAINT_RADIUS,
+                                    cv2.INPAINT_TELEA)
+    return out
+
+
 class MouthPainter:
     def __init__(self, image: np.ndarray, face: FaceModel):
         self.face = face
@@ -54,7 +93,7 @@ class MouthPainter:
 
     def paint(self, out: np.ndarray, face_pts: np.ndarray, frame: MotionFrame) -> None:
         """Paint the interior into ``out`` (H, W, 3) in place."""
-        ring = face_pts[topo.as_index(topo.LIPS_INNER_RING)]
+        ring = smooth_closed_curve(face_pts[topo.as_index(topo.LIPS_INNER_RING)])
         up, lo = face_pts[topo.UPPER_LIP_BOTTOM], face_pts[topo.LOWER_LIP_TOP]
         opening = float(np.linalg.norm(lo - up))
         if opening < MIN_OPENING_PX:
@@ -109,10 +148,19 @@ class MouthPainter:
         band = np.zeros(img.shape[:2], np.float32)
         cv2.fillPoly(band, [np.round(poly * (1 << SUPERSAMPLE_SHIFT)).astype(np.int32)], 1.0,
                      lineType=cv2.LINE_AA, shift=SUPERSAMPLE_SHIFT)
-        # Shade toward the corners: side teeth sit deeper in the mouth.
-        xs = np.arange(img.shape[1], dtype=np.float32)
+        # Shade toward the corners (side teeth sit deeper), toward the gum, and at the
+        # seams between teeth, so the row reads as teeth rather than a white strip.
+        hh, ww = img.shape[:2]
+        xs = np.arange(ww, dtype=np.float32)[None, :]
+        ys = np.arange(hh, dtype=np.float32)[:, None]
         cx, half = biting[:, 0].mean(), max(np.ptp(biting[:, 0]) / 2, 1.0)
-        side = np.clip(1 - 0.55 * ((xs - cx) / half) ** 2, 0.3, 1)[None, :]
-        colour = self.teeth[None, None, :] * (side * (0.55 + 0.45 * light))[..., None]
+        side = np.clip(1 - 0.6 * ((xs - cx) / half) ** 2, 0.3, 1)
+        edge_y = np.interp(xs[0], biting[:, 0], biting[:, 1])[None, :]
+        depth = np.clip(direction * (edge_y - ys) / (TEETH_DEPTH * scale), 0, 1)
+        root = 1 - (1 - ROOT_SHADE) * depth
+        phase = np.abs(((xs - cx) / (TOOTH_WIDTH * scale)) % 1.0 - 0.5) * 2  # 1 at seams
+        seam = 1 - (1 - TOOTH_GAP_SHADE) * np.clip(phase * 4 - 3, 0, 1)
+        shade = side * root * seam * (0.8 + 0.2 * light)
+        colour = self.teeth[None, None, :] * shade[..., None]
         a = band[..., None]
         img[:] = a * colour + (1 - a) * img

@@ -4,7 +4,9 @@ Per frame: move the controls (face landmarks from the motion, head-rigid anchors
 face, partly-following neck anchors, a fixed image border), spread their displacement over a
 source-space grid with fixed barycentric weights (a forward field f: s -> s + f(s)), invert
 it on a target grid by fixed-point iteration s = t - f(s), upsample the backward map and
-remap the photo. Then paint the mouth interior where the lips part.
+remap the photo. Two grids: a coarse one over the whole image and a fine one over the face,
+so the lips and eyes get detail while the cost stays that of a small grid. Finally paint the
+mouth interior where the lips part.
 """
 
 from __future__ import annotations
@@ -16,58 +18,117 @@ from avatar.config import RENDER, RenderConfig
 from avatar.face import topology as topo
 from avatar.face.model import FaceModel
 from avatar.motion.types import MotionFrame
-from avatar.render.mesh import barycentric_weights, build_control_mesh
-from avatar.render.mouth import MouthPainter
+from avatar.render.mesh import ControlMesh, barycentric_weights, build_control_mesh
+from avatar.render.mouth import MouthPainter, inpaint_mouth
 
-INVERSION_STEPS = 4  # fixed-point iterations; the field's gradient is small outside the lips
+INVERSION_STEPS = 3  # fixed-point iterations; the field's gradient is small outside the lips
 NECK_FOLLOW = 0.25  # share of the head's motion the neck anchors follow
-EXTERIOR_BLUR = 2.0  # smoothing (in grid cells) of the piecewise-linear exterior field
-GRID_CELLS_PER_FACE = 64  # grid resolution relative to face width
+EXTERIOR_BLUR = 0.08  # smoothing (face widths) of the piecewise-linear exterior field
+FINE_CELLS_PER_FACE = 64  # fine grid resolution relative to face width
+COARSE_CELLS_PER_FACE = 10
+FACE_BOX_MARGIN = 0.45  # fine-grid box = face box grown by this share of the face width
+BOX_FEATHER = 6  # px over which the fine map blends into the coarse map
 IRIS_BUMP_RADIUS = 1.3  # iris shift falls off over this many iris radii
+
+
+def _fill(shape, poly: np.ndarray) -> np.ndarray:
+    """Anti-aliased filled polygon (points in grid cells) as a float mask."""
+    m = np.zeros(shape, np.float32)
+    cv2.fillPoly(m, [np.round(poly * 16).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=4)
+    return m
+
+
+class FieldGrid:
+    """A regular grid (origin, step) on which the warp field is computed and inverted."""
+
+    def __init__(self, mesh: ControlMesh, face: FaceModel, origin, size, step: float):
+        self.origin = np.asarray(origin, np.float64)
+        self.step = float(step)
+        w, h = size
+        gw, gh = int(np.ceil((w - 1) / step)) + 1, int(np.ceil((h - 1) / step)) + 1
+        self.shape = (gh, gw)
+        gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float64) * step
+        self.nodes = np.stack([gx, gy], -1) + self.origin  # (gh, gw, 2) pixel positions
+        self.W, _ = barycentric_weights(mesh.source, mesh.triangles, self.nodes.reshape(-1, 2),
+                                        len(mesh.source))
+        self.blur = max(EXTERIOR_BLUR * face.face_width / step, 0.5)  # in cells
+        oval = (mesh.source[topo.as_index(topo.FACE_OVAL)] - self.origin) / step
+        self.face_mask = cv2.GaussianBlur(_fill(self.shape, oval), (0, 0), self.blur)[..., None]
+        self.iris = [self._iris_bump(face, topo.IRIS_L, topo.EYE_L_RING),
+                     self._iris_bump(face, topo.IRIS_R, topo.EYE_R_RING)]
+
+    def _iris_bump(self, face: FaceModel, iris, eye_ring) -> np.ndarray:
+        """(gh, gw, 1) weight of the iris shift: 1 on the iris, 0 outside the eye opening."""
+        pts = face.source_points[topo.as_index(iris)]
+        centre, radius = pts[0], max(np.linalg.norm(pts[1:] - pts[0], axis=1).mean(), 1.0)
+        d = np.linalg.norm(self.nodes - centre, axis=-1)
+        bump = np.exp(-(d / (IRIS_BUMP_RADIUS * radius)) ** 2)
+        inside = _fill(self.shape, (face.source_points[topo.as_index(eye_ring)] - self.origin) / self.step)
+        return (bump * inside).astype(np.float32)[..., None]
+
+    def forward(self, disp: np.ndarray, gaze_px: np.ndarray) -> np.ndarray:
+        """(gh, gw, 2) forward displacement from control displacements ``disp`` (N, 2)."""
+        field = (self.W @ disp).reshape(*self.shape, 2).astype(np.float32)
+        smooth = cv2.GaussianBlur(field, (0, 0), self.blur)
+        field = self.face_mask * field + (1 - self.face_mask) * smooth
+        if np.any(gaze_px):
+            for bump in self.iris:
+                field += bump * gaze_px
+        return field
+
+    def backward(self, field: np.ndarray) -> np.ndarray:
+        """(gh, gw, 2) source pixel of every target node: solve s = t - f(s)."""
+        t = self.nodes.astype(np.float32)
+        s = t - field
+        o = self.origin.astype(np.float32)
+        for _ in range(INVERSION_STEPS):
+            g = (s - o) / self.step
+            s = t - cv2.remap(field, g[..., 0], g[..., 1], cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)
+        return s
+
+    def upsample(self, smap: np.ndarray, size) -> np.ndarray:
+        """Backward map at every pixel of a (w, h) region starting at this grid's origin."""
+        M = np.float32([[1 / self.step, 0, 0], [0, 1 / self.step, 0]])
+        return cv2.warpAffine(smap, M, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REPLICATE)
 
 
 class WarpRenderer:
     """Renders MotionFrames of one photo. Create once per photo; ``render`` per frame."""
 
     def __init__(self, image: np.ndarray, face: FaceModel, config: RenderConfig = RENDER):
-        self.image = np.ascontiguousarray(image)
         self.face = face
+        self.image = inpaint_mouth(np.ascontiguousarray(image), face)
         h, w = image.shape[:2]
         self.size = (w, h)
-        self.step = float(np.clip(face.face_width / GRID_CELLS_PER_FACE, 1.0, config.grid_step * max(w, h) / 512))
         self.mesh = build_control_mesh(face.source_points, face.neutral, face.frame, self.size)
-        gw, gh = int(np.ceil((w - 1) / self.step)) + 1, int(np.ceil((h - 1) / self.step)) + 1
-        self.grid_shape = (gh, gw)
-        gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float64) * self.step
-        self.grid = np.stack([gx, gy], -1)  # (gh, gw, 2) pixel positions of grid nodes
-        self.W, covered = barycentric_weights(self.mesh.source, self.mesh.triangles,
-                                              self.grid.reshape(-1, 2), len(self.mesh.source))
-        self.face_mask = self._face_mask(covered)
-        self.iris = [self._iris_bump(topo.IRIS_L), self._iris_bump(topo.IRIS_R)]
-        self.mouth = MouthPainter(image, face)
+        fw = face.face_width
+        self.coarse = FieldGrid(self.mesh, face, (0, 0), self.size, max(fw / COARSE_CELLS_PER_FACE, 2.0))
+        x0, y0, x1, y1 = self._face_box(fw)
+        self.box = (x0, y0, x1, y1)
+        self.fine = FieldGrid(self.mesh, face, (x0, y0), (x1 - x0, y1 - y0),
+                              max(fw / FINE_CELLS_PER_FACE, 1.0))
+        self.box_alpha = self._box_feather()
+        self.mouth = MouthPainter(self.image, face)
 
-    # -- setup --------------------------------------------------------------------------
-    def _face_mask(self, covered: np.ndarray) -> np.ndarray:
-        """(gh, gw, 1) 1 inside the face oval, fading to 0 outside: where the exact
-        piecewise-linear field is kept instead of its smoothed version."""
-        gh, gw = self.grid_shape
-        mask = np.zeros((gh, gw), np.float32)
-        oval = self.mesh.source[topo.as_index(topo.FACE_OVAL)] / self.step
-        cv2.fillPoly(mask, [np.round(oval * 16).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=4)
-        mask = cv2.GaussianBlur(mask, (0, 0), EXTERIOR_BLUR)
-        return mask[..., None]
+    def _face_box(self, fw: float) -> tuple[int, int, int, int]:
+        pts = self.mesh.source[: self.mesh.num_face]
+        w, h = self.size
+        x0, y0 = np.floor(pts.min(0) - FACE_BOX_MARGIN * fw).astype(int)
+        x1, y1 = np.ceil(pts.max(0) + FACE_BOX_MARGIN * fw).astype(int)
+        return max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
 
-    def _iris_bump(self, iris) -> np.ndarray:
-        """(gh*gw,) weight of the iris shift: 1 on the iris, 0 outside the eye opening."""
-        pts = self.face.source_points[topo.as_index(iris)]
-        centre, radius = pts[0], max(np.linalg.norm(pts[1:] - pts[0], axis=1).mean(), 1.0)
-        d = np.linalg.norm(self.grid.reshape(-1, 2) - centre, axis=1)
-        bump = np.exp(-(d / (IRIS_BUMP_RADIUS * radius)) ** 2)
-        eye_ring = topo.EYE_L_RING if iris is topo.IRIS_L else topo.EYE_R_RING
-        inside = np.zeros(self.grid_shape, np.float32)
-        poly = self.face.source_points[topo.as_index(eye_ring)] / self.step
-        cv2.fillPoly(inside, [np.round(poly * 16).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=4)
-        return (bump * inside.ravel()).astype(np.float32)
+    def _box_feather(self) -> np.ndarray:
+        x0, y0, x1, y1 = self.box
+        w, h = self.size
+        ys, xs = np.arange(y0, y1, dtype=np.float32), np.arange(x0, x1, dtype=np.float32)
+        # Edges that touch the image border need no blending.
+        inf = np.float32(np.inf)
+        dy = np.minimum(ys - y0 if y0 > 0 else inf, (y1 - 1 - ys) if y1 < h else inf) + 0 * ys
+        dx = np.minimum(xs - x0 if x0 > 0 else inf, (x1 - 1 - xs) if x1 < w else inf) + 0 * xs
+        a = np.clip(np.minimum(dy[:, None], dx[None, :]) / BOX_FEATHER, 0, 1)
+        return a[..., None].astype(np.float32)
 
     # -- per frame ----------------------------------------------------------------------
     def control_targets(self, frame: MotionFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -81,46 +142,27 @@ class WarpRenderer:
         target[self.mesh.neck] += NECK_FOLLOW * chin_motion
         return target, face_pts
 
-    def forward_field(self, frame: MotionFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(gh, gw, 2) displacement f on the source grid, and the target face landmarks."""
-        target, face_pts = self.control_targets(frame)
-        disp = (target - self.mesh.source).astype(np.float32)  # (N, 2)
-        field = (self.W @ disp).reshape(*self.grid_shape, 2).astype(np.float32)
-        smooth = cv2.GaussianBlur(field, (0, 0), EXTERIOR_BLUR)
-        field = self.face_mask * field + (1 - self.face_mask) * smooth
-        gaze_px = self._gaze_pixels(frame)
-        if np.any(gaze_px):
-            for bump in self.iris:
-                field += (bump[:, None] * gaze_px).reshape(*self.grid_shape, 2)
-        return field, face_pts
-
     def _gaze_pixels(self, frame: MotionFrame) -> np.ndarray:
         shift = self.face.gaze_shift(frame)
         R = self.face.head_transform(frame).rotation
         return (self.face.frame.scale * (R[:2, :2] @ shift)).astype(np.float32)
 
-    def backward_map(self, field: np.ndarray) -> np.ndarray:
-        """(gh, gw, 2) source position of every target grid node: solve s = t - f(s)."""
-        t = self.grid.astype(np.float32)
-        s = t - field
-        for _ in range(INVERSION_STEPS):
-            gx, gy = s[..., 0] / self.step, s[..., 1] / self.step
-            f_at_s = cv2.remap(field, gx, gy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            s = t - f_at_s
-        return s
+    def backward_map(self, frame: MotionFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(H, W, 2) source pixel for every output pixel, and the target face landmarks."""
+        target, face_pts = self.control_targets(frame)
+        disp = (target - self.mesh.source).astype(np.float32)  # (N, 2)
+        gaze = self._gaze_pixels(frame)
+        full = self.coarse.upsample(self.coarse.backward(self.coarse.forward(disp, gaze)), self.size)
+        x0, y0, x1, y1 = self.box
+        fine = self.fine.upsample(self.fine.backward(self.fine.forward(disp, gaze)), (x1 - x0, y1 - y0))
+        region = full[y0:y1, x0:x1]
+        region += self.box_alpha * (fine - region)
+        return full, face_pts
 
     def render(self, frame: MotionFrame) -> np.ndarray:
         """(H, W, 3) uint8 RGB frame."""
-        field, face_pts = self.forward_field(frame)
-        s = self.backward_map(field)
-        w, h = self.size
-        gh, gw = self.grid_shape
-        # Grid node (i, j) sits at pixel (j*step, i*step); resize aligns node 0 with pixel 0
-        # when the map is scaled about the corner: use an affine warp of the small map.
-        full = cv2.warpAffine(s, np.float32([[1 / self.step, 0, 0], [0, 1 / self.step, 0]]),
-                              (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_REPLICATE)
-        out = cv2.remap(self.image, full[..., 0], full[..., 1], cv2.INTER_LINEAR,
+        smap, face_pts = self.backward_map(frame)
+        out = cv2.remap(self.image, smap[..., 0], smap[..., 1], cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_REFLECT)
         self.mouth.paint(out, face_pts, frame)
         return out

@@ -1,0 +1,155 @@
+"""Command line: ``avatar speak``, ``avatar demo``.
+
+Errors are one line on stderr (what, which file, what to do) with a non-zero exit code;
+``--debug`` adds the traceback and native library logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+
+from avatar import __version__
+from avatar.config import VIDEO
+from avatar.errors import AvatarError
+from avatar.generators.base import EMOTIONS
+from avatar.native import VERBOSE_ENV
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
+EXIT_INTERRUPTED = 130
+DEMO_TEXT = ("Hello! I am a talking portrait made by avatar. I run offline on an ordinary "
+             "computer, and my lips, my eyes and my head all follow the speech.")
+DEMO_OUTPUT = "avatar_demo.mp4"
+GAZE_NAMES = {"camera": (0.0, 0.0), "left": (-15.0, 0.0), "right": (15.0, 0.0),
+              "up": (0.0, 12.0), "down": (0.0, -12.0)}
+
+
+def bundled_portrait() -> Path:
+    return Path(str(resources.files("avatar.assets").joinpath("astronaut.jpg")))
+
+
+def _gaze(value: str) -> tuple[float, float]:
+    """'camera', 'left', ... or 'X,Y' in degrees (x to the image's right, y up)."""
+    if value in GAZE_NAMES:
+        return GAZE_NAMES[value]
+    try:
+        x, y = (float(v) for v in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected X,Y in degrees (e.g. 10,-5) or one of {', '.join(GAZE_NAMES)}") from None
+    return x, y
+
+
+def _positive(kind):
+    def parse(value: str):
+        v = kind(value)
+        if v <= 0:
+            raise argparse.ArgumentTypeError("must be greater than 0")
+        return v
+    return parse
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("motion")
+    g.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same video (default 0)")
+    g.add_argument("--motion", default="rules", metavar="NAME", help="motion generator (default: rules)")
+    g.add_argument("--emotion", choices=sorted(EMOTIONS), help="named emotion preset")
+    g.add_argument("--valence", type=float, metavar="V", help="-1 (negative) .. 1 (positive); overrides the preset")
+    g.add_argument("--arousal", type=float, metavar="A", help="-1 (calm) .. 1 (excited); overrides the preset")
+    g.add_argument("--head-motion", type=float, default=1.0, metavar="X", help="head-motion amplitude, 0 = still (default 1)")
+    g.add_argument("--gaze", type=_gaze, default=(0.0, 0.0), metavar="DIR",
+                   help="main gaze direction: camera, left, right, up, down, or X,Y degrees (default camera)")
+    g.add_argument("--head-distance", type=_positive(float), default=1.0, metavar="S",
+                   help="head scale; >1 brings the head closer (default 1)")
+    o = p.add_argument_group("output")
+    o.add_argument("--fps", type=_positive(float), default=VIDEO.fps, help=f"frames per second (default {VIDEO.fps:g})")
+    o.add_argument("--max-size", type=_positive(int), metavar="PX", help="downscale so the longest side is at most PX (default: keep the photo's size)")
+    o.add_argument("--export-motion", metavar="FILE", help="also save the motion: .npz (native), .csv or .json curves for 3D tools")
+    o.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show tracebacks and native logs on errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="avatar", description="Speech in, a talking video of a person out. Offline, on a CPU.",
+        epilog="Examples:\n  avatar demo\n  avatar speak --image me.jpg --text \"Hello there.\" -o hello.mp4\n"
+               "  avatar speak --image me.jpg --audio talk.mp3 --emotion happy -o talk.mp4",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"avatar {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and native logs on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sp = sub.add_parser("speak", help="make a video of a photo saying some speech",
+                        description="Make a video of the person in a photo saying the given speech.")
+    sp.add_argument("--image", required=True, metavar="PHOTO", help="portrait photo (JPEG, PNG, WebP; any size)")
+    src = sp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--audio", metavar="FILE", help="speech audio (wav, mp3, flac, ogg, m4a, ...)")
+    src.add_argument("--text", help="text to speak with the built-in offline voice")
+    sp.add_argument("--transcript", metavar="TEXT", help="the words of --audio, for exact lip timing")
+    sp.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="video to write")
+    _add_common(sp)
+
+    dp = sub.add_parser("demo", help="the bundled portrait speaking a bundled sentence",
+                        description="Write a demo video: the bundled portrait saying a built-in sentence.")
+    dp.add_argument("-o", "--output", default=DEMO_OUTPUT, metavar="OUT.mp4", help=f"default {DEMO_OUTPUT}")
+    _add_common(dp)
+    return parser
+
+
+def _log(quiet: bool):
+    return (lambda msg: None) if quiet else (lambda msg: print(f"avatar: {msg}", file=sys.stderr))
+
+
+def run(args: argparse.Namespace) -> int:
+    from avatar.api import speak
+
+    log = _log(args.quiet)
+    if args.command == "demo":
+        image, audio, text, transcript = bundled_portrait(), None, DEMO_TEXT, None
+    else:
+        image, audio, text, transcript = args.image, args.audio, args.text, args.transcript
+    gx, gy = args.gaze
+    result = speak(image, args.output, audio=audio, text=text, transcript=transcript,
+                   seed=args.seed, emotion=args.emotion, valence=args.valence, arousal=args.arousal,
+                   head_motion=args.head_motion, gaze=(math.radians(gx), math.radians(gy)),
+                   head_distance=args.head_distance, motion=args.motion, fps=args.fps,
+                   max_size=args.max_size, export_motion=args.export_motion,
+                   progress=not args.quiet, log=log)
+    t = result.timings
+    log(f"wrote {result.output} ({result.num_frames} frames, {result.motion.duration:.1f} s) "
+        f"in {t['total']:.1f} s")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.debug = getattr(args, "debug", False)
+    if args.debug:
+        os.environ[VERBOSE_ENV] = "1"
+    try:
+        return run(args)
+    except AvatarError as e:
+        print(f"avatar: error: {e.one_line()}", file=sys.stderr)
+        if args.debug:
+            raise
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("avatar: interrupted; no output was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # anything else is our bug: say so in one line
+        if args.debug:
+            raise
+        print(f"avatar: internal error: {e.__class__.__name__}: {e} "
+              "(run again with --debug for details)", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

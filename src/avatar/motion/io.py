@@ -1,0 +1,116 @@
+"""The one place where motion is serialised.
+
+Native format (``.npz``, see docs/motion-format.md): arrays ``rotation`` (T, 3),
+``translation`` (T, 2), ``scale`` (T,), ``actions`` (T, A), ``gaze`` (T, 2), optional
+``body`` / ``hands``, and ``meta``: a JSON string with ``format`` = "avatar-motion",
+``version``, ``fps`` and ``action_names`` (the column names of ``actions``). Loading maps
+columns by name, so files stay readable when the action set grows.
+
+Exports for 3D tools: CSV (one row per frame, one column per curve) and JSON (curves by
+name). Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from avatar.errors import AvatarError
+from avatar.motion.types import ACTIONS, MotionSeq
+
+FORMAT = "avatar-motion"
+VERSION = 1
+POSE_COLUMNS = ("headYaw", "headPitch", "headRoll", "headX", "headY", "headScale", "gazeX", "gazeY")
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Call ``write(file)`` on a temp file next to ``path``, then rename it into place."""
+    path = Path(path)
+    if not path.parent.exists():
+        raise AvatarError("folder does not exist", str(path.parent), "create it first")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_motion(seq: MotionSeq, path) -> None:
+    """Write the native ``.npz`` motion file."""
+    meta = {"format": FORMAT, "version": VERSION, "fps": seq.fps, "action_names": list(ACTIONS)}
+    arrays = dict(rotation=seq.rotation, translation=seq.translation, scale=seq.scale,
+                  actions=seq.actions, gaze=seq.gaze, meta=np.array(json.dumps(meta)))
+    if seq.body is not None:
+        arrays["body"] = seq.body
+    if seq.hands is not None:
+        arrays["hands"] = seq.hands
+    _atomic_write(Path(path), lambda f: np.savez_compressed(f, **arrays))
+
+
+def load_motion(path) -> MotionSeq:
+    """Read a native motion file; action columns are matched by name."""
+    path = Path(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+        meta = json.loads(str(data["meta"]))
+    except (OSError, ValueError, KeyError) as e:
+        raise AvatarError(f"not an avatar motion file ({e.__class__.__name__})", str(path)) from None
+    if meta.get("format") != FORMAT:
+        raise AvatarError("not an avatar motion file", str(path))
+    T = len(data["rotation"])
+    actions = np.zeros((T, len(ACTIONS)), np.float32)
+    for j, name in enumerate(meta["action_names"]):
+        if name in ACTIONS:
+            actions[:, ACTIONS.index(name)] = data["actions"][:, j]
+    return MotionSeq(fps=float(meta["fps"]), rotation=data["rotation"], translation=data["translation"],
+                     scale=data["scale"], actions=actions, gaze=data["gaze"],
+                     body=data["body"] if "body" in data else None,
+                     hands=data["hands"] if "hands" in data else None)
+
+
+def curves(seq: MotionSeq) -> dict[str, np.ndarray]:
+    """Every exported curve by name: the facial actions, then head pose and gaze."""
+    out = {name: seq.action(name) for name in ACTIONS}
+    pose = np.concatenate([seq.rotation, seq.translation, seq.scale[:, None], seq.gaze], axis=1)
+    out.update({name: pose[:, j] for j, name in enumerate(POSE_COLUMNS)})
+    return out
+
+
+def export_csv(seq: MotionSeq, path) -> None:
+    """One row per frame: frame, time (s), then every curve (actions 0..1, angles radians)."""
+    c = curves(seq)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["frame", "time", *c])
+    cols = np.stack(list(c.values()), 1)
+    for i, row in enumerate(cols):
+        writer.writerow([i, f"{i / seq.fps:.4f}", *(f"{v:.5f}" for v in row)])
+    _atomic_write(Path(path), lambda f: f.write(buf.getvalue().encode()))
+
+
+def export_json(seq: MotionSeq, path) -> None:
+    """``{"fps", "num_frames", "curves": {name: [values...]}}``."""
+    doc = {"format": FORMAT + "-curves", "version": VERSION, "fps": seq.fps, "num_frames": len(seq),
+           "units": {"actions": "0..1", "headYaw/Pitch/Roll": "radians", "headX/Y": "face widths",
+                     "gazeX/Y": "radians"},
+           "curves": {k: np.round(v.astype(float), 5).tolist() for k, v in curves(seq).items()}}
+    _atomic_write(Path(path), lambda f: f.write(json.dumps(doc).encode()))
+
+
+def write_motion(seq: MotionSeq, path) -> None:
+    """Save by extension: .npz (native), .csv or .json (curves for 3D tools)."""
+    suffix = Path(path).suffix.lower()
+    writers = {".npz": save_motion, ".csv": export_csv, ".json": export_json}
+    if suffix not in writers:
+        raise AvatarError(f"unknown motion file type {suffix!r}", str(path),
+                          "use .npz (native), .csv or .json")
+    writers[suffix](seq, path)

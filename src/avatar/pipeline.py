@@ -1,0 +1,124 @@
+"""The photo path: portrait + speech -> motion -> warped frames -> mp4.
+
+Each stage takes and returns typed objects; this module only wires them together and
+reports progress. The UI (avatar.cli) and the Python API (avatar.api) sit on top.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from avatar.audio.types import AudioFeatures, Speech
+from avatar.config import VIDEO
+from avatar.errors import AvatarError
+from avatar.face.model import FaceModel
+from avatar.generators.base import Controls, get_generator
+from avatar.image import fit_max_size, load_image
+from avatar.motion.types import MotionSeq
+
+Log = Callable[[str], None]
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+@dataclass
+class Portrait:
+    """A photo ready to animate."""
+
+    image: np.ndarray  # (H, W, 3) uint8 RGB, at output resolution
+    face: FaceModel
+    source: str = "<array>"
+
+
+@dataclass
+class SpeakResult:
+    output: Path
+    motion: MotionSeq
+    speech: Speech
+    num_frames: int
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+
+def load_portrait(image, max_size: int | None = None, log: Log = _silent) -> Portrait:
+    """Read a photo (path or RGB array), downscale to ``max_size``, and fit its face."""
+    from avatar.face.tracker import largest_face
+
+    where = str(image) if not isinstance(image, np.ndarray) else "<array>"
+    rgb = load_image(image) if not isinstance(image, np.ndarray) else _as_rgb(image)
+    rgb = fit_max_size(rgb, max_size)
+    face = largest_face(rgb, where, warn=log)
+    return Portrait(rgb, FaceModel.from_observation(face), where)
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4) or image.dtype != np.uint8:
+        raise AvatarError("image array must be (H, W, 3) or (H, W, 4) uint8 RGB", "image")
+    return np.ascontiguousarray(image[..., :3])
+
+
+def generate_motion(speech: Speech, features: AudioFeatures, controls: Controls = Controls(),
+                    seed: int = 0, method: str = "rules") -> MotionSeq:
+    return get_generator(method).generate(speech, features, controls, seed=seed)
+
+
+def render_video(portrait: Portrait, motion: MotionSeq, speech: Speech, output,
+                 progress: bool = True) -> int:
+    """Stream the rendered frames and the speech into an mp4; returns the frame count."""
+    from tqdm import tqdm
+
+    from avatar.render.warp import WarpRenderer
+    from avatar.video.writer import VideoWriter
+
+    renderer = WarpRenderer(portrait.image, portrait.face)
+    h, w = portrait.image.shape[:2]
+    with VideoWriter(output, w, h, fps=motion.fps, audio=speech.audio) as writer:
+        for i in tqdm(range(len(motion)), desc="rendering", unit="frame", disable=not progress,
+                      leave=False):
+            writer.write(renderer.render(motion[i]))
+    return len(motion)
+
+
+def speak(image, output, audio=None, text: str | None = None, transcript: str | None = None,
+          controls: Controls = Controls(), seed: int = 0, method: str = "rules",
+          fps: float = VIDEO.fps, max_size: int | None = None, export_motion=None,
+          progress: bool = True, log: Log = _silent) -> SpeakResult:
+    """Portrait + speech -> talking video at ``output``. See avatar.api.speak."""
+    from avatar.audio.speech import load_speech
+    from avatar.motion.io import write_motion
+
+    output = Path(output)
+    _check_output(output)
+    timings = {}
+    t0 = time.perf_counter()
+    log("reading the portrait and tracking the face")
+    portrait = load_portrait(image, max_size=max_size, log=log)
+    t1 = time.perf_counter()
+    log("synthesising speech" if text is not None else "analysing the speech")
+    speech, features = load_speech(audio_path=audio, text=text, transcript=transcript, fps=fps)
+    t2 = time.perf_counter()
+    motion = generate_motion(speech, features, controls, seed, method)
+    t3 = time.perf_counter()
+    if export_motion is not None:
+        write_motion(motion, export_motion)
+    log(f"rendering {len(motion)} frames ({motion.duration:.1f} s) at "
+        f"{portrait.image.shape[1]}x{portrait.image.shape[0]}")
+    n = render_video(portrait, motion, speech, output, progress=progress)
+    t4 = time.perf_counter()
+    timings.update(portrait=t1 - t0, speech=t2 - t1, motion=t3 - t2, render=t4 - t3, total=t4 - t0)
+    return SpeakResult(output, motion, speech, n, timings)
+
+
+def _check_output(output: Path) -> None:
+    if output.suffix.lower() != ".mp4":
+        raise AvatarError("output must be an .mp4 file", str(output), "name it like out.mp4")
+    if not output.parent.exists():
+        raise AvatarError("output folder does not exist", str(output.parent), "create it first")
