@@ -42,6 +42,7 @@ class SpeakResult:
     output: Path
     motion: MotionSeq
     speech: Speech
+    features: AudioFeatures
     num_frames: int
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
@@ -114,7 +115,7 @@ def speak(image, output, audio=None, text: str | None = None, transcript: str | 
     n = render_video(portrait, motion, speech, output, progress=progress)
     t4 = time.perf_counter()
     timings.update(portrait=t1 - t0, speech=t2 - t1, motion=t3 - t2, render=t4 - t3, total=t4 - t0)
-    return SpeakResult(output, motion, speech, n, timings)
+    return SpeakResult(output, motion, speech, features, n, timings)
 
 
 def _check_output(output: Path) -> None:

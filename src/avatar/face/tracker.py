@@ -57,6 +57,7 @@ class FaceTracker:
                 static_image_mode=static, max_num_faces=max_faces, refine_landmarks=True,
                 min_detection_confidence=MIN_CONFIDENCE, min_tracking_confidence=MIN_CONFIDENCE)
         self._detector = None
+        self._static = static
 
     def close(self) -> None:
         self._mesh.close()
@@ -73,8 +74,8 @@ class FaceTracker:
     def detect(self, image: np.ndarray) -> list[FaceObservation]:
         """All faces in an RGB uint8 image, largest first."""
         faces = self._mesh_faces(image)
-        if not faces:
-            faces = self._faces_via_crops(image)
+        if self._static or not faces:  # photos: also look for faces too small for the mesh
+            faces += self._faces_via_crops(image, skip=faces)
         return sorted(faces, key=lambda f: -f.area)
 
     def _mesh_faces(self, image: np.ndarray, offset=(0, 0), size=None) -> list[FaceObservation]:
@@ -91,7 +92,7 @@ class FaceTracker:
             faces.append(FaceObservation(pts, size or (w, h)))
         return faces
 
-    def _faces_via_crops(self, image: np.ndarray) -> list[FaceObservation]:
+    def _faces_via_crops(self, image: np.ndarray, skip=()) -> list[FaceObservation]:
         """Small faces: full-range face detection, then the mesh on a crop around each box."""
         if self._detector is None:
             with quiet_stderr():
@@ -104,6 +105,8 @@ class FaceTracker:
         for det in result.detections or []:
             box = det.location_data.relative_bounding_box
             cx, cy = (box.xmin + box.width / 2) * w, (box.ymin + box.height / 2) * h
+            if any(f.box[0] <= cx <= f.box[2] and f.box[1] <= cy <= f.box[3] for f in skip):
+                continue  # the mesh has this face already
             side = max(box.width * w, box.height * h) * CROP_CONTEXT
             x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
             x1, y1 = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))

@@ -19,7 +19,8 @@ from avatar.face import topology as topo
 # Exterior anchors, in face widths from the head origin (canonical frame, y down).
 HEAD_RING_SCALE = 1.45  # ring around the face oval carried rigidly with the head (hair)
 HEAD_TOP_SCALE = 2.0  # a second, looser ring over the top of the head
-NECK_DROP = 0.9  # neck anchors this far below the chin follow the head only partly
+NECK_DROP = 0.6  # neck anchors this far below the chin follow the head only partly
+STILL_RING_SCALE = 2.6  # beyond this ring (face oval scaled about its centre) nothing moves
 BORDER_POINTS_PER_SIDE = 8
 
 
@@ -47,7 +48,8 @@ class ControlMesh:
     num_face: int  # the first num_face controls are the 478 face landmarks
     head_anchor: np.ndarray  # (H, 3) canonical positions of the head-rigid exterior anchors
     neck: np.ndarray  # (K,) control indices of the neck anchors
-    border: np.ndarray  # (B,) control indices fixed at the image border
+    still: np.ndarray  # (S,) control indices that never move: the still ring and the border
+    active_box: tuple[int, int, int, int]  # (x0, y0, x1, y1): outside it pixels never change
 
     @property
     def head(self) -> np.ndarray:
@@ -70,24 +72,37 @@ def _exterior_anchors(neutral: np.ndarray) -> np.ndarray:
 
 
 def build_control_mesh(face_points: np.ndarray, neutral: np.ndarray, frame, size) -> ControlMesh:
-    """Controls: face landmarks, head-rigid anchors, neck anchors, image border."""
+    """Controls: face landmarks, head-rigid anchors, neck anchors, a still ring and the
+    image border. The background beyond the still ring stays exactly where it is."""
     w, h = size
     head_anchor = _exterior_anchors(neutral)
     head_src = frame.to_image(head_anchor)[:, :2]
     chin = face_points[topo.CHIN]
-    down = frame.rotation[:2, 1] * frame.scale  # the face's "down" in pixels
-    neck_src = np.array([chin + down * NECK_DROP + frame.rotation[:2, 0] * frame.scale * dx
-                         for dx in (-0.6, -0.3, 0.0, 0.3, 0.6)])
+    down, right = frame.rotation[:2, 1] * frame.scale, frame.rotation[:2, 0] * frame.scale
+    neck_src = np.array([chin + down * NECK_DROP + right * dx for dx in (-0.5, -0.25, 0.0, 0.25, 0.5)])
+    oval = face_points[topo.as_index(topo.FACE_OVAL)]
+    centre = oval.mean(0)
+    still_src = centre + (oval - centre) * STILL_RING_SCALE
+    still_src = still_src[(still_src[:, 0] > 0) & (still_src[:, 0] < w - 1)
+                          & (still_src[:, 1] > 0) & (still_src[:, 1] < h - 1)]
+    border = _border_points(w, h)
+    parts = [face_points, head_src, neck_src, still_src, border]
+    source = np.concatenate(parts).astype(np.float64)
+    starts = np.cumsum([0] + [len(p) for p in parts])
+    idx = [np.arange(a, b) for a, b in zip(starts[:-1], starts[1:])]
+    tris = np.concatenate([_face_triangles(), _exterior_triangles(source, len(face_points))])
+    ring = centre + (oval - centre) * STILL_RING_SCALE  # unclipped: the box may leave the image
+    x0, y0 = np.floor(ring.min(0)).astype(int)
+    x1, y1 = np.ceil(ring.max(0)).astype(int) + 1
+    box = (max(x0, 0), max(y0, 0), min(x1, w), min(y1, h))
+    return ControlMesh(source, tris, len(face_points), head_anchor, idx[2],
+                       np.concatenate([idx[3], idx[4]]), box)
+
+
+def _border_points(w: int, h: int) -> np.ndarray:
     t = np.linspace(0, 1, BORDER_POINTS_PER_SIDE + 1)[:-1]
-    border = np.concatenate([np.c_[t * (w - 1), 0 * t], np.c_[(w - 1) + 0 * t, t * (h - 1)],
-                             np.c_[(1 - t) * (w - 1), (h - 1) + 0 * t], np.c_[0 * t, (1 - t) * (h - 1)]])
-    n_face = len(face_points)
-    source = np.concatenate([face_points, head_src, neck_src, border]).astype(np.float64)
-    idx_head = np.arange(n_face, n_face + len(head_src))
-    idx_neck = np.arange(idx_head[-1] + 1, idx_head[-1] + 1 + len(neck_src))
-    idx_border = np.arange(idx_neck[-1] + 1, len(source))
-    tris = np.concatenate([_face_triangles(), _exterior_triangles(source, n_face)])
-    return ControlMesh(source, tris, n_face, head_anchor, idx_neck, idx_border)
+    return np.concatenate([np.c_[t * (w - 1), 0 * t], np.c_[(w - 1) + 0 * t, t * (h - 1)],
+                           np.c_[(1 - t) * (w - 1), (h - 1) + 0 * t], np.c_[0 * t, (1 - t) * (h - 1)]])
 
 
 def _face_triangles() -> np.ndarray:

@@ -21,7 +21,10 @@ TEETH_SPAN = 0.78  # fraction of the mouth width the front teeth cover
 TEETH_COLOUR = np.array([232, 226, 212], np.float32)
 CAVITY_DARKEN = 0.22  # cavity colour = lip colour * this
 TONGUE_LIGHTEN = 0.85  # tongue colour = lip colour * this
-MIN_OPENING_PX = 0.6  # below this the lips touch: nothing to paint
+MIN_OPENING_PX = 0.6  # below this the lips touch: nothing to paint but the seam
+SEAM_WIDTH = 0.012  # face widths: the shadow line where closed lips meet
+SEAM_DARKEN = 0.45  # seam colour = lip colour * this
+SEAM_OPACITY = 0.75
 SUPERSAMPLE_SHIFT = 3  # polygon vertices at 1/8 px for anti-aliased edges
 
 
@@ -93,6 +96,7 @@ class MouthPainter:
 
     def paint(self, out: np.ndarray, face_pts: np.ndarray, frame: MotionFrame) -> None:
         """Paint the interior into ``out`` (H, W, 3) in place."""
+        self._seam(out, face_pts)
         ring = smooth_closed_curve(face_pts[topo.as_index(topo.LIPS_INNER_RING)])
         up, lo = face_pts[topo.UPPER_LIP_BOTTOM], face_pts[topo.LOWER_LIP_TOP]
         opening = float(np.linalg.norm(lo - up))
@@ -110,6 +114,25 @@ class MouthPainter:
         patch = out[y0:y1, x0:x1].astype(np.float32)
         a = mask[..., None]
         out[y0:y1, x0:x1] = (a * interior + (1 - a) * patch).astype(np.uint8)
+
+    def _seam(self, out: np.ndarray, face_pts: np.ndarray) -> None:
+        """Shadow line between the lips (where they meet, or at the edge of the opening):
+        a closed mouth reads as closed only with it, to viewers and face trackers alike."""
+        mid = 0.5 * (face_pts[topo.as_index(topo.LIPS_INNER_UPPER)] + face_pts[topo.as_index(topo.LIPS_INNER_LOWER)])
+        width = max(SEAM_WIDTH * self.face.face_width, 1.0)
+        x0, y0 = np.floor(mid.min(0) - 2 * width).astype(int)
+        x1, y1 = np.ceil(mid.max(0) + 2 * width).astype(int)
+        h, w = out.shape[:2]
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if x1 <= x0 or y1 <= y0:
+            return
+        m = np.zeros((y1 - y0, x1 - x0), np.float32)
+        pts = np.round((mid - [x0, y0]) * (1 << SUPERSAMPLE_SHIFT)).astype(np.int32)
+        cv2.polylines(m, [pts], False, 1.0, max(1, int(round(width))), cv2.LINE_AA, SUPERSAMPLE_SHIFT)
+        m = cv2.GaussianBlur(m, (0, 0), 0.5 * width)  # a soft shadow, not a drawn line
+        a = (SEAM_OPACITY * m / max(m.max(), 1e-6))[..., None]
+        patch = out[y0:y1, x0:x1].astype(np.float32)
+        out[y0:y1, x0:x1] = (patch * (1 - a) + a * patch * SEAM_DARKEN).astype(np.uint8)
 
     @staticmethod
     def _polygon_mask(shape, poly: np.ndarray) -> np.ndarray:

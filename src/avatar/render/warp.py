@@ -39,23 +39,36 @@ def _fill(shape, poly: np.ndarray) -> np.ndarray:
 
 
 class FieldGrid:
-    """A regular grid (origin, step) on which the warp field is computed and inverted."""
+    """A regular grid over a pixel region on which the warp field is computed and inverted.
 
-    def __init__(self, mesh: ControlMesh, face: FaceModel, origin, size, step: float):
-        self.origin = np.asarray(origin, np.float64)
-        self.step = float(step)
-        w, h = size
-        gw, gh = int(np.ceil((w - 1) / step)) + 1, int(np.ceil((h - 1) / step)) + 1
+    Node (i, j) sits at pixel origin + ((j + 0.5) * step_x - 0.5, (i + 0.5) * step_y - 0.5):
+    the sample positions cv2.resize assumes, so upsampling a node map to the region's pixels
+    is one bilinear resize.
+    """
+
+    def __init__(self, mesh: ControlMesh, face: FaceModel, box, cell: float):
+        x0, y0, x1, y1 = box
+        self.box = box
+        self.size = (x1 - x0, y1 - y0)
+        gw, gh = (max(2, int(round(n / cell))) for n in self.size)
         self.shape = (gh, gw)
-        gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float64) * step
-        self.nodes = np.stack([gx, gy], -1) + self.origin  # (gh, gw, 2) pixel positions
-        self.W, _ = barycentric_weights(mesh.source, mesh.triangles, self.nodes.reshape(-1, 2),
+        self.cell = np.array([self.size[0] / gw, self.size[1] / gh], np.float32)  # (x, y) px
+        self.origin = np.array([x0, y0], np.float32)
+        gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float32)
+        self.nodes = self._to_pixels(np.stack([gx, gy], -1))  # (gh, gw, 2)
+        self.W, _ = barycentric_weights(mesh.source, mesh.triangles, self.nodes.reshape(-1, 2).astype(np.float64),
                                         len(mesh.source))
-        self.blur = max(EXTERIOR_BLUR * face.face_width / step, 0.5)  # in cells
-        oval = (mesh.source[topo.as_index(topo.FACE_OVAL)] - self.origin) / step
+        self.blur = max(EXTERIOR_BLUR * face.face_width / float(self.cell.mean()), 0.5)  # cells
+        oval = self._to_cells(mesh.source[topo.as_index(topo.FACE_OVAL)])
         self.face_mask = cv2.GaussianBlur(_fill(self.shape, oval), (0, 0), self.blur)[..., None]
         self.iris = [self._iris_bump(face, topo.IRIS_L, topo.EYE_L_RING),
                      self._iris_bump(face, topo.IRIS_R, topo.EYE_R_RING)]
+
+    def _to_pixels(self, cells: np.ndarray) -> np.ndarray:
+        return self.origin + (cells + 0.5) * self.cell - 0.5
+
+    def _to_cells(self, pixels: np.ndarray) -> np.ndarray:
+        return (pixels - self.origin + 0.5) / self.cell - 0.5
 
     def _iris_bump(self, face: FaceModel, iris, eye_ring) -> np.ndarray:
         """(gh, gw, 1) weight of the iris shift: 1 on the iris, 0 outside the eye opening."""
@@ -63,7 +76,7 @@ class FieldGrid:
         centre, radius = pts[0], max(np.linalg.norm(pts[1:] - pts[0], axis=1).mean(), 1.0)
         d = np.linalg.norm(self.nodes - centre, axis=-1)
         bump = np.exp(-(d / (IRIS_BUMP_RADIUS * radius)) ** 2)
-        inside = _fill(self.shape, (face.source_points[topo.as_index(eye_ring)] - self.origin) / self.step)
+        inside = _fill(self.shape, self._to_cells(face.source_points[topo.as_index(eye_ring)]))
         return (bump * inside).astype(np.float32)[..., None]
 
     def forward(self, disp: np.ndarray, gaze_px: np.ndarray) -> np.ndarray:
@@ -78,20 +91,17 @@ class FieldGrid:
 
     def backward(self, field: np.ndarray) -> np.ndarray:
         """(gh, gw, 2) source pixel of every target node: solve s = t - f(s)."""
-        t = self.nodes.astype(np.float32)
+        t = self.nodes
         s = t - field
-        o = self.origin.astype(np.float32)
         for _ in range(INVERSION_STEPS):
-            g = (s - o) / self.step
+            g = self._to_cells(s)
             s = t - cv2.remap(field, g[..., 0], g[..., 1], cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)
         return s
 
-    def upsample(self, smap: np.ndarray, size) -> np.ndarray:
-        """Backward map at every pixel of a (w, h) region starting at this grid's origin."""
-        M = np.float32([[1 / self.step, 0, 0], [0, 1 / self.step, 0]])
-        return cv2.warpAffine(smap, M, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_REPLICATE)
+    def upsample(self, smap: np.ndarray) -> np.ndarray:
+        """(h, w, 2) backward map at every pixel of this grid's region."""
+        return cv2.resize(smap, self.size, interpolation=cv2.INTER_LINEAR)
 
 
 class WarpRenderer:
@@ -104,29 +114,27 @@ class WarpRenderer:
         self.size = (w, h)
         self.mesh = build_control_mesh(face.source_points, face.neutral, face.frame, self.size)
         fw = face.face_width
-        self.coarse = FieldGrid(self.mesh, face, (0, 0), self.size, max(fw / COARSE_CELLS_PER_FACE, 2.0))
-        x0, y0, x1, y1 = self._face_box(fw)
-        self.box = (x0, y0, x1, y1)
-        self.fine = FieldGrid(self.mesh, face, (x0, y0), (x1 - x0, y1 - y0),
-                              max(fw / FINE_CELLS_PER_FACE, 1.0))
+        self.coarse = FieldGrid(self.mesh, face, self.mesh.active_box, max(fw / COARSE_CELLS_PER_FACE, 2.0))
+        self.fine = FieldGrid(self.mesh, face, self._face_box(fw), max(fw / FINE_CELLS_PER_FACE, 1.0))
         self.box_alpha = self._box_feather()
         self.mouth = MouthPainter(self.image, face)
 
     def _face_box(self, fw: float) -> tuple[int, int, int, int]:
         pts = self.mesh.source[: self.mesh.num_face]
-        w, h = self.size
+        ax0, ay0, ax1, ay1 = self.mesh.active_box
         x0, y0 = np.floor(pts.min(0) - FACE_BOX_MARGIN * fw).astype(int)
         x1, y1 = np.ceil(pts.max(0) + FACE_BOX_MARGIN * fw).astype(int)
-        return max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        return max(x0, ax0), max(y0, ay0), min(x1, ax1), min(y1, ay1)
 
     def _box_feather(self) -> np.ndarray:
-        x0, y0, x1, y1 = self.box
-        w, h = self.size
+        """(h, w, 1) weight of the fine map inside its box, fading to the coarse map at the
+        box edges (except where the box meets the active region's edge)."""
+        x0, y0, x1, y1 = self.fine.box
+        ax0, ay0, ax1, ay1 = self.coarse.box
         ys, xs = np.arange(y0, y1, dtype=np.float32), np.arange(x0, x1, dtype=np.float32)
-        # Edges that touch the image border need no blending.
         inf = np.float32(np.inf)
-        dy = np.minimum(ys - y0 if y0 > 0 else inf, (y1 - 1 - ys) if y1 < h else inf) + 0 * ys
-        dx = np.minimum(xs - x0 if x0 > 0 else inf, (x1 - 1 - xs) if x1 < w else inf) + 0 * xs
+        dy = np.minimum(ys - y0 if y0 > ay0 else inf, (y1 - 1 - ys) if y1 < ay1 else inf) + 0 * ys
+        dx = np.minimum(xs - x0 if x0 > ax0 else inf, (x1 - 1 - xs) if x1 < ax1 else inf) + 0 * xs
         a = np.clip(np.minimum(dy[:, None], dx[None, :]) / BOX_FEATHER, 0, 1)
         return a[..., None].astype(np.float32)
 
@@ -134,11 +142,13 @@ class WarpRenderer:
     def control_targets(self, frame: MotionFrame) -> tuple[np.ndarray, np.ndarray]:
         """Target positions (N, 2) of every control, and the face landmarks (478, 2)."""
         face_pts = self.face.project(frame)
-        head = self.face.head_transform(frame).to_image(self.mesh.head_anchor)[:, :2]
+        head = self.face.head_transform(frame)
         target = self.mesh.source.copy()
         target[: self.mesh.num_face] = face_pts
-        target[self.mesh.head] = head
-        chin_motion = face_pts[topo.CHIN] - self.face.source_points[topo.CHIN]
+        target[self.mesh.head] = head.to_image(self.mesh.head_anchor)[:, :2]
+        # The neck follows the skull's motion a little, never the jaw's.
+        chin = self.face.neutral[topo.CHIN][None]
+        chin_motion = (head.to_image(chin) - self.face.frame.to_image(chin))[0, :2]
         target[self.mesh.neck] += NECK_FOLLOW * chin_motion
         return target, face_pts
 
@@ -148,21 +158,24 @@ class WarpRenderer:
         return (self.face.frame.scale * (R[:2, :2] @ shift)).astype(np.float32)
 
     def backward_map(self, frame: MotionFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(H, W, 2) source pixel for every output pixel, and the target face landmarks."""
+        """(h, w, 2) source pixel for every pixel of the active box, and the target face
+        landmarks (478, 2). Outside the active box the map is the identity."""
         target, face_pts = self.control_targets(frame)
         disp = (target - self.mesh.source).astype(np.float32)  # (N, 2)
         gaze = self._gaze_pixels(frame)
-        full = self.coarse.upsample(self.coarse.backward(self.coarse.forward(disp, gaze)), self.size)
-        x0, y0, x1, y1 = self.box
-        fine = self.fine.upsample(self.fine.backward(self.fine.forward(disp, gaze)), (x1 - x0, y1 - y0))
-        region = full[y0:y1, x0:x1]
+        full = self.coarse.upsample(self.coarse.backward(self.coarse.forward(disp, gaze)))
+        fine = self.fine.upsample(self.fine.backward(self.fine.forward(disp, gaze)))
+        (ax0, ay0, _, _), (x0, y0, x1, y1) = self.coarse.box, self.fine.box
+        region = full[y0 - ay0: y1 - ay0, x0 - ax0: x1 - ax0]
         region += self.box_alpha * (fine - region)
         return full, face_pts
 
     def render(self, frame: MotionFrame) -> np.ndarray:
         """(H, W, 3) uint8 RGB frame."""
         smap, face_pts = self.backward_map(frame)
-        out = cv2.remap(self.image, smap[..., 0], smap[..., 1], cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_REFLECT)
+        x0, y0, x1, y1 = self.coarse.box
+        out = self.image.copy()
+        out[y0:y1, x0:x1] = cv2.remap(self.image, smap[..., 0], smap[..., 1], cv2.INTER_LINEAR,
+                                      borderMode=cv2.BORDER_REFLECT)
         self.mouth.paint(out, face_pts, frame)
         return out

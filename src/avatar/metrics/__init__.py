@@ -1,0 +1,1 @@
+"""Measurements of generated motion and video, shared by tests, benchmarks and evaluation."""
