@@ -65,6 +65,17 @@ def test_vad_low_on_non_speech(make):
     assert vad.max() < 0.3
 
 
+def test_energy_fallback_without_silero(monkeypatch, speech_audio):
+    import avatar.audio.vad as vad_module
+
+    monkeypatch.setattr(vad_module, "_silero_session", lambda: None)
+    pause = np.zeros(RATE)
+    vad = voice_activity(seconds_of(np.concatenate([pause, speech_audio.samples, pause])), FPS)
+    second = int(FPS)
+    assert vad[: second - 2].max() < 0.1
+    assert np.median(vad[second + 5 : -second - 5]) > 0.8
+
+
 def test_vad_length_follows_num_frames(speech_audio):
     assert voice_activity(speech_audio, FPS, num_frames=7).shape == (7,)
     padded = voice_activity(speech_audio, FPS, num_frames=1000)

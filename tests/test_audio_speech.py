@@ -20,7 +20,48 @@ from avatar.errors import AvatarError
 SENTENCE = "My mother makes marvelous lemon muffins every Monday morning, and we eat them by the sea."
 M_WORDS = ("my", "mother", "makes", "marvelous", "muffins", "monday", "morning")
 ARPABET = set(
-    "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z ZH SIL".split()
+    [
+        "AA",
+        "AE",
+        "AH",
+        "AO",
+        "AW",
+        "AY",
+        "B",
+        "CH",
+        "D",
+        "DH",
+        "EH",
+        "ER",
+        "EY",
+        "F",
+        "G",
+        "HH",
+        "IH",
+        "IY",
+        "JH",
+        "K",
+        "L",
+        "M",
+        "N",
+        "NG",
+        "OW",
+        "OY",
+        "P",
+        "R",
+        "S",
+        "SH",
+        "T",
+        "TH",
+        "UH",
+        "UW",
+        "V",
+        "W",
+        "Y",
+        "Z",
+        "ZH",
+        "SIL",
+    ]
 )
 FPS = 25.0
 BOUNDARY_TOLERANCE = 0.05  # s: median disagreement allowed between TTS and aligner
@@ -102,6 +143,24 @@ def test_espeak_engine():
     assert [w.text for w in spoken.words] == ["Make", "more", "money"]
 
 
+def test_auto_engine_falls_back_to_espeak(monkeypatch):
+    import avatar.audio.tts as tts
+
+    def broken(text):
+        raise RuntimeError("voice model missing")
+
+    monkeypatch.setattr(tts, "_synthesize_piper", broken)
+    spoken = synthesize("Make more money.")
+    assert [w.text for w in spoken.words] == ["Make", "more", "money"]
+    with pytest.raises(AvatarError, match="piper"):
+        synthesize("Make more money.", engine="piper")
+
+
+def test_unknown_engine():
+    with pytest.raises(AvatarError, match="unknown TTS engine"):
+        synthesize("Hello.", engine="festival")
+
+
 def test_ipa_mapping():
     assert ipa_to_arpabet("mˈʌðɚ") == ["M", "AH", "DH", "ER"]
     assert ipa_to_arpabet("tʃˈiːz dʒˈɔɪ") == ["CH", "IY", "Z", "JH", "OY"]
@@ -145,7 +204,10 @@ def test_recognition_hears_speech_and_ignores_non_speech(speech, aligner):
     assert {p.label for p in heard} <= ARPABET
     rng = np.random.default_rng(0)
     t = np.arange(3 * RATE) / RATE
-    for noise in (0.3 * rng.standard_normal(len(t)), sum(0.2 * np.sin(2 * np.pi * f * t) for f in (262, 330, 392))):
+    for noise in (
+        0.3 * rng.standard_normal(len(t)),
+        sum(0.2 * np.sin(2 * np.pi * f * t) for f in (262, 330, 392)),
+    ):
         assert speech_phones(aligner.recognize(Audio(noise.astype(np.float32), RATE))) == []
 
 

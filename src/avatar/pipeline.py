@@ -71,9 +71,16 @@ def generate_motion(speech: Speech, features: AudioFeatures, controls: Controls 
     return get_generator(method).generate(speech, features, controls, seed=seed)
 
 
+ENCODE_QUEUE = 8  # frames rendered ahead of the encoder: bounded, so memory stays flat
+
+
 def render_video(portrait: Portrait, motion: MotionSeq, speech: Speech, output,
                  progress: bool = True) -> int:
-    """Stream the rendered frames and the speech into an mp4; returns the frame count."""
+    """Stream the rendered frames and the speech into an mp4; returns the frame count.
+
+    Rendering (this thread) and encoding (a worker thread; OpenCV and x264 release the
+    GIL) overlap, so the two cores work at once.
+    """
     from tqdm import tqdm
 
     from avatar.render.warp import WarpRenderer
@@ -82,10 +89,56 @@ def render_video(portrait: Portrait, motion: MotionSeq, speech: Speech, output,
     renderer = WarpRenderer(portrait.image, portrait.face)
     h, w = portrait.image.shape[:2]
     with VideoWriter(output, w, h, fps=motion.fps, audio=speech.audio) as writer:
-        for i in tqdm(range(len(motion)), desc="rendering", unit="frame", disable=not progress,
-                      leave=False):
-            writer.write(renderer.render(motion[i]))
+        with _BackgroundWriter(writer) as background:
+            for i in tqdm(range(len(motion)), desc="rendering", unit="frame",
+                          disable=not progress, leave=False):
+                background.write(renderer.render(motion[i]))
     return len(motion)
+
+
+class _BackgroundWriter:
+    """Feeds frames to ``writer.write`` from a worker thread through a bounded queue.
+
+    An encoder error is re-raised in the caller's thread at the next ``write`` or at exit;
+    an error in the caller stops the worker without writing the rest.
+    """
+
+    _STOP = object()
+
+    def __init__(self, writer):
+        import queue
+        import threading
+
+        self._writer = writer
+        self._queue = queue.Queue(maxsize=ENCODE_QUEUE)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="avatar-encoder", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while (frame := self._queue.get()) is not self._STOP:
+            if self._error is None:
+                try:
+                    self._writer.write(frame)
+                except BaseException as e:  # handed to the caller's thread
+                    self._error = e
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(frame)
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self._error = self._error or exc  # the worker drops what is still queued
+        self._queue.put(self._STOP)
+        self._thread.join()
+        if exc_type is None and self._error is not None:
+            raise self._error
+        return False
 
 
 def speak(image, output, audio=None, text: str | None = None, transcript: str | None = None,

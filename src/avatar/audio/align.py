@@ -5,14 +5,14 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from avatar.audio.io import resample
 from avatar.audio.phonemes import SILENCE, grapheme_to_arpabet, text_words
 from avatar.audio.types import Audio, Phone, Word
-from avatar.audio.vad import voice_activity
+from avatar.audio.vad import SPEECH_THRESHOLD, voice_activity
 from avatar.errors import AvatarError
 
 _LOG = logging.getLogger(__name__)
@@ -26,8 +26,7 @@ _WIDE_BEAM = 1e-200
 _PRONUNCIATION_VARIANT = re.compile(r"\(\d+\)$")  # "the(2)" -> "the"
 _STRESS_DIGITS = re.compile(r"\d")
 
-MAX_ALIGN_SECONDS = 90.0  # longer audio is aligned in chunks cut at pauses
-SPEECH_THRESHOLD = 0.5  # VAD probability above which a frame counts as speech
+MAX_ALIGN_SECONDS = 30.0  # longer audio is aligned in chunks cut at pauses
 MIN_PAUSE_SECONDS = 0.3  # shorter gaps between speech stretches are bridged
 SEGMENT_PAD_SECONDS = 0.1  # context kept around each speech stretch for recognition
 
@@ -49,8 +48,12 @@ class Aligner:
             from pocketsphinx import Decoder
 
             self._align_decoder = Decoder(
-                beam=_WIDE_BEAM, pbeam=_WIDE_BEAM, wbeam=_WIDE_BEAM, lpbeam=_WIDE_BEAM,
-                bestpath=False, loglevel="FATAL",
+                beam=_WIDE_BEAM,
+                pbeam=_WIDE_BEAM,
+                wbeam=_WIDE_BEAM,
+                lpbeam=_WIDE_BEAM,
+                bestpath=False,
+                loglevel="FATAL",
             )
         return self._align_decoder
 
@@ -61,7 +64,8 @@ class Aligner:
 
             self._phone_decoder = Decoder(
                 allphone=get_model_path("en-us/en-us-phone.lm.bin"),
-                backtrace=False, loglevel="FATAL",
+                backtrace=False,
+                loglevel="FATAL",
             )
         return self._phone_decoder
 
@@ -141,8 +145,11 @@ class Aligner:
             _decode(decoder, pcm)
             offset = start / DECODER_RATE
             phones.extend(
-                Phone(normalise_label(seg.word), offset + seg.start_frame / FRAMES_PER_SECOND,
-                      offset + (seg.end_frame + 1) / FRAMES_PER_SECOND)
+                Phone(
+                    normalise_label(seg.word),
+                    offset + seg.start_frame / FRAMES_PER_SECOND,
+                    offset + (seg.end_frame + 1) / FRAMES_PER_SECOND,
+                )
                 for seg in decoder.seg()
             )
         return phones
@@ -224,7 +231,9 @@ def _read_alignment(alignment) -> tuple[list[Phone], list[Word]]:
             words.append(Word(name, start, start + word.duration / FRAMES_PER_SECOND))
         for phone in word:
             start = phone.start / FRAMES_PER_SECOND
-            phones.append(Phone(normalise_label(phone.name), start, start + phone.duration / FRAMES_PER_SECOND))
+            phones.append(
+                Phone(normalise_label(phone.name), start, start + phone.duration / FRAMES_PER_SECOND)
+            )
     return phones, words
 
 
@@ -241,5 +250,5 @@ def _to_pcm16(audio16: Audio) -> bytes:
 
 
 def _shift_phone(phone: Phone, offset: float) -> Phone:
+    """The same phone ``offset`` seconds later."""
     return Phone(phone.label, phone.start + offset, phone.end + offset)
-

@@ -91,6 +91,7 @@ class EspeakSynth:
             raise AvatarError("espeak-ng could not be initialised", hint="reinstall piper-tts")
 
     def _declare_signatures(self) -> None:
+        """C signatures of the espeak-ng functions used (ctypes defaults to int)."""
         lib = self._lib
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
@@ -98,8 +99,14 @@ class EspeakSynth:
         lib.espeak_SetSynthCallback.restype = None
         lib.espeak_ng_SetPhonemeEvents.argtypes = [ctypes.c_int, ctypes.c_int]
         lib.espeak_Synth.argtypes = [
-            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-            ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
         ]
         lib.espeak_Synchronize.argtypes = []
 
@@ -125,6 +132,7 @@ class EspeakSynth:
         words: list[tuple[int, int, float]] = []
 
         def on_audio(wav, num_samples, events) -> int:
+            """espeak-ng's synth callback: keep the samples and events of one block."""
             if num_samples > 0:
                 pieces.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
             _collect_events(events, phonemes, words)

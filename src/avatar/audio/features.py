@@ -7,10 +7,11 @@ video frames, frame ``i`` covering ``[i / fps, (i + 1) / fps)``, so any fps work
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-import librosa
 import numpy as np
 
+from avatar.audio.dsp import centred_windows, mel_filterbank
 from avatar.audio.io import resample
 from avatar.audio.types import Audio, AudioFeatures
 from avatar.audio.vad import voice_activity
@@ -18,6 +19,8 @@ from avatar.config import AUDIO
 
 HOP_SECONDS = 0.010  # analysis hop: 100 analysis frames per second
 N_FFT_SECONDS = 0.032  # mel analysis window (512 samples at 16 kHz)
+RMS_HOPS = 2  # loudness window = 2 hops (20 ms)
+BLOCK_FRAMES = 1000  # analysis frames per block (10 s): small arrays stay in cache, bounded memory
 
 # Loudness: RMS dB mapped to [0, 1] between a fixed floor and the utterance's loud level.
 ENERGY_FLOOR_DB = -60.0
@@ -51,25 +54,18 @@ def extract_features(
     audio16 = resample(audio, AUDIO.sample_rate)
     samples, rate = audio16.samples, audio16.sample_rate
     hop = round(HOP_SECONDS * rate)
-    frame_of = _video_frame_index(_num_analysis_frames(len(samples), hop), hop / rate, fps)
-    power = _frame_power(samples, hop)  # (F,)
-    mel_power = _mel_power(samples, rate, hop)  # (F, n_mels)
-    f0, voiced = _pitch_track(samples, rate, hop)  # (F,), (F,)
+    frames = _analyse(samples, rate, hop)  # per 10 ms analysis frame
+    frame_of = _video_frame_index(len(frames.power), hop / rate, fps)  # (F,)
     if vad is None:
         vad = voice_activity(audio16, fps, num_frames)
     return AudioFeatures(
         fps=fps,
-        energy=_energy(_pool_mean(power, frame_of, num_frames)),
-        pitch=_pool_pitch(f0, voiced, frame_of, num_frames),
-        onset=_onset(mel_power, frame_of, num_frames),
+        energy=_energy(_pool_mean(frames.power, frame_of, num_frames)),
+        pitch=_pool_pitch(frames.f0, frame_of, num_frames),
+        onset=_onset(frames.mel_power, frame_of, num_frames),
         vad=_fit_length(np.asarray(vad, dtype=np.float32), num_frames),
-        mel=_normalised_log_mel(_pool_mean(mel_power, frame_of, num_frames)),
+        mel=_normalised_log_mel(_pool_mean(frames.mel_power, frame_of, num_frames)),
     )
-
-
-def _num_analysis_frames(num_samples: int, hop: int) -> int:
-    """Number of centred analysis frames librosa produces for ``num_samples``."""
-    return 1 + num_samples // hop
 
 
 def _video_frame_index(num_analysis: int, hop_seconds: float, fps: float) -> np.ndarray:
@@ -97,10 +93,33 @@ def _pool_mean(values: np.ndarray, frame_of: np.ndarray, num_frames: int) -> np.
     return sums / np.maximum(counts, 1).reshape((-1,) + (1,) * (values.ndim - 1))
 
 
-def _frame_power(samples: np.ndarray, hop: int) -> np.ndarray:
-    """Mean square per centred analysis frame of length 2 * hop; (F,)."""
-    rms = librosa.feature.rms(y=samples, frame_length=2 * hop, hop_length=hop, center=True)[0]
-    return rms.astype(np.float64) ** 2
+@dataclass
+class _AnalysisFrames:
+    """Features per centred analysis frame (F = 1 + N // hop frames)."""
+
+    power: np.ndarray  # (F,) mean square over RMS_HOPS hops
+    mel_power: np.ndarray  # (F, n_mels)
+    f0: np.ndarray  # (F,) Hz, 0 where unvoiced
+
+
+def _analyse(samples: np.ndarray, rate: int, hop: int) -> _AnalysisFrames:
+    """Loudness, mel power and f0 on the analysis grid, BLOCK_FRAMES frames at a time."""
+    lengths = {
+        "rms": RMS_HOPS * hop,
+        "fft": round(N_FFT_SECONDS * rate),
+        "pitch": round(PITCH_WINDOW_SECONDS * rate),
+    }
+    pad = max(lengths.values())
+    padded = np.pad(samples.astype(np.float64), pad)
+    num = 1 + len(samples) // hop
+    power, mel, f0 = [], [], []
+    for first in range(0, num, BLOCK_FRAMES):
+        count = min(BLOCK_FRAMES, num - first)
+        windows = {k: centred_windows(padded, pad, n, hop, first, count) for k, n in lengths.items()}
+        power.append(np.mean(windows["rms"] ** 2, axis=1))
+        mel.append(_mel_power(windows["fft"], rate))
+        f0.append(_pitch(windows["pitch"], rate))
+    return _AnalysisFrames(np.concatenate(power), np.concatenate(mel), np.concatenate(f0))
 
 
 def _energy(power: np.ndarray) -> np.ndarray:
@@ -112,13 +131,11 @@ def _energy(power: np.ndarray) -> np.ndarray:
     return np.clip((db - ENERGY_FLOOR_DB) / (loud - ENERGY_FLOOR_DB), 0.0, 1.0).astype(np.float32)
 
 
-def _mel_power(samples: np.ndarray, rate: int, hop: int) -> np.ndarray:
-    """Mel power spectrogram; (F, n_mels)."""
-    n_fft = round(N_FFT_SECONDS * rate)
-    mel = librosa.feature.melspectrogram(
-        y=samples, sr=rate, n_fft=n_fft, hop_length=hop, n_mels=AUDIO.n_mels, center=True
-    )
-    return mel.T.astype(np.float64)
+def _mel_power(windows: np.ndarray, rate: int) -> np.ndarray:
+    """Hann-windowed power spectra through the mel filterbank; (count, n_mels)."""
+    n_fft = windows.shape[1]
+    spectrum = np.abs(np.fft.rfft(windows * np.hanning(n_fft), axis=1)) ** 2  # (count, n_fft // 2 + 1)
+    return spectrum @ mel_filterbank(rate, n_fft, AUDIO.n_mels).T
 
 
 def _normalised_log_mel(mel_power: np.ndarray) -> np.ndarray:
@@ -133,37 +150,33 @@ def _normalised_log_mel(mel_power: np.ndarray) -> np.ndarray:
 def _onset(mel_power: np.ndarray, frame_of: np.ndarray, num_frames: int) -> np.ndarray:
     """Spectral-flux onset strength, max per video frame, scaled to [0, 1]; (T,) float32."""
     log_mel = 10.0 * np.log10(mel_power + MIN_POWER)  # (F, n_mels)
-    flux = librosa.onset.onset_strength(S=log_mel.T, center=False)  # (F,)
-    peak, _ = _pool(flux[: len(frame_of)], frame_of, num_frames, np.maximum)
+    rise = np.maximum(0.0, np.diff(log_mel, axis=0)).mean(axis=1)  # (F - 1,) mean dB increase
+    flux = np.concatenate([[0.0], rise])  # (F,)
+    peak, _ = _pool(flux, frame_of, num_frames, np.maximum)
     top = np.percentile(peak, LOUD_PERCENTILE) if peak.size else 0.0
     if top <= 0.0:
         return np.zeros(num_frames, dtype=np.float32)
     return np.clip(peak / top, 0.0, 1.0).astype(np.float32)
 
 
-def _pitch_track(samples: np.ndarray, rate: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
-    """f0 (Hz) and voicing per analysis frame from the normalised autocorrelation; (F,), (F,).
+def _pitch(windows: np.ndarray, rate: int) -> np.ndarray:
+    """f0 in Hz (0 if unvoiced) per window from the normalised autocorrelation; (count,).
 
     Much faster than pYIN/YIN (one FFT per frame) and good enough to drive head motion.
     """
-    window = round(PITCH_WINDOW_SECONDS * rate)
-    frames = librosa.util.frame(
-        np.pad(samples, window // 2), frame_length=window, hop_length=hop, axis=0
-    )  # (F, W)
-    frames = frames - frames.mean(axis=1, keepdims=True)
-    spectrum = np.fft.rfft(frames, n=2 * window, axis=1)
-    acf = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, :window]  # (F, W)
-    lags = np.arange(window)
+    frames = windows - windows.mean(axis=1, keepdims=True)  # (count, W)
+    width = frames.shape[1]
+    spectrum = np.fft.rfft(frames, n=2 * width, axis=1)
+    acf = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, :width]  # (count, W)
     # Normalise by the zero lag and by the shrinking overlap (unbiased estimate).
-    acf = acf / (acf[:, :1] + MIN_POWER) * (window / np.maximum(window - lags, 1))
-    lag_min, lag_max = int(rate / F0_MAX_HZ), min(int(rate / F0_MIN_HZ), window - 2)
-    band = acf[:, lag_min : lag_max + 1]  # (F, L)
-    period = lag_min + _earliest_strong_peak(band)  # (F,)
+    overlap = width / np.maximum(width - np.arange(width), 1)  # (W,)
+    acf = acf / (acf[:, :1] + MIN_POWER) * overlap
+    lag_min, lag_max = int(rate / F0_MAX_HZ), min(int(rate / F0_MIN_HZ), width - 2)
+    period = lag_min + _earliest_strong_peak(acf[:, lag_min : lag_max + 1])  # (count,)
     strength = acf[np.arange(len(acf)), period]
     loud = 10.0 * np.log10(np.mean(frames**2, axis=1) + MIN_POWER) > PITCH_MIN_DB
     voiced = (strength > VOICING_THRESHOLD) & loud
-    f0 = np.where(voiced, rate / period, 0.0)
-    return f0, voiced
+    return np.where(voiced, rate / period, 0.0)
 
 
 def _earliest_strong_peak(band: np.ndarray) -> np.ndarray:
@@ -177,13 +190,12 @@ def _earliest_strong_peak(band: np.ndarray) -> np.ndarray:
     return first
 
 
-def _pool_pitch(f0: np.ndarray, voiced: np.ndarray, frame_of: np.ndarray, num_frames: int) -> np.ndarray:
+def _pool_pitch(f0: np.ndarray, frame_of: np.ndarray, num_frames: int) -> np.ndarray:
     """Mean f0 over the voiced analysis frames of each video frame (0 if mostly unvoiced); (T,)."""
-    n = len(frame_of)
-    f0_sum, counts = _pool(f0[:n], frame_of, num_frames, np.add)
-    voiced_count, _ = _pool(voiced[:n].astype(np.float64), frame_of, num_frames, np.add)
-    mostly_voiced = voiced_count >= VOICED_SHARE * np.maximum(counts, 1)
-    pitch = np.where(mostly_voiced & (voiced_count > 0), f0_sum / np.maximum(voiced_count, 1), 0.0)
+    f0_sum, counts = _pool(f0, frame_of, num_frames, np.add)
+    voiced_count, _ = _pool((f0 > 0).astype(np.float64), frame_of, num_frames, np.add)
+    mostly_voiced = (voiced_count >= VOICED_SHARE * counts) & (voiced_count > 0)
+    pitch = np.where(mostly_voiced, f0_sum / np.maximum(voiced_count, 1), 0.0)
     return pitch.astype(np.float32)
 
 

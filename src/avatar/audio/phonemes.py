@@ -13,8 +13,8 @@ import functools
 import logging
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from avatar.audio.types import Phone
 
@@ -45,16 +45,62 @@ _IPA_PAIRS: dict[tuple[str, str], str] = {
 
 _IPA_SINGLE: dict[str, str] = {
     # vowels
-    "ə": "AH", "ʌ": "AH", "ɐ": "AH", "ɚ": "ER", "ɜ": "ER", "ɝ": "ER",
-    "ɪ": "IH", "ᵻ": "IH", "ɨ": "IH", "i": "IY", "y": "IY",
-    "ɛ": "EH", "e": "EH", "æ": "AE", "a": "AA", "ɑ": "AA", "ɒ": "AA",
-    "ɔ": "AO", "o": "OW", "ʊ": "UH", "u": "UW", "ʉ": "UW",
+    "ə": "AH",
+    "ʌ": "AH",
+    "ɐ": "AH",
+    "ɚ": "ER",
+    "ɜ": "ER",
+    "ɝ": "ER",
+    "ɪ": "IH",
+    "ᵻ": "IH",
+    "ɨ": "IH",
+    "i": "IY",
+    "y": "IY",
+    "ɛ": "EH",
+    "e": "EH",
+    "æ": "AE",
+    "a": "AA",
+    "ɑ": "AA",
+    "ɒ": "AA",
+    "ɔ": "AO",
+    "o": "OW",
+    "ʊ": "UH",
+    "u": "UW",
+    "ʉ": "UW",
     # consonants
-    "p": "P", "b": "B", "t": "T", "d": "D", "k": "K", "ɡ": "G", "g": "G",
-    "f": "F", "v": "V", "θ": "TH", "ð": "DH", "s": "S", "z": "Z",
-    "ʃ": "SH", "ʒ": "ZH", "h": "HH", "x": "HH", "ç": "HH", "ɣ": "G",
-    "m": "M", "n": "N", "ŋ": "NG", "ɲ": "N", "l": "L", "ɫ": "L", "ɬ": "L",
-    "ɹ": "R", "r": "R", "ɾ": "D", "w": "W", "ʍ": "W", "j": "Y", "ʔ": "T",
+    "p": "P",
+    "b": "B",
+    "t": "T",
+    "d": "D",
+    "k": "K",
+    "ɡ": "G",
+    "g": "G",
+    "f": "F",
+    "v": "V",
+    "θ": "TH",
+    "ð": "DH",
+    "s": "S",
+    "z": "Z",
+    "ʃ": "SH",
+    "ʒ": "ZH",
+    "h": "HH",
+    "x": "HH",
+    "ç": "HH",
+    "ɣ": "G",
+    "m": "M",
+    "n": "N",
+    "ŋ": "NG",
+    "ɲ": "N",
+    "l": "L",
+    "ɫ": "L",
+    "ɬ": "L",
+    "ɹ": "R",
+    "r": "R",
+    "ɾ": "D",
+    "w": "W",
+    "ʍ": "W",
+    "j": "Y",
+    "ʔ": "T",
 }
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -14,14 +14,13 @@ from avatar.audio.io import load_audio, resample
 from avatar.audio.phonemes import SILENCE, merge_silences, text_words
 from avatar.audio.tts import synthesize
 from avatar.audio.types import Audio, AudioFeatures, Phone, Speech
-from avatar.audio.vad import voice_activity
+from avatar.audio.vad import SPEECH_THRESHOLD, voice_activity
 from avatar.config import AUDIO, VIDEO
 from avatar.errors import AvatarError
 
 _LOG = logging.getLogger(__name__)
 
 DIGITAL_SILENCE = 1e-4  # peak amplitude below this (-80 dBFS) means nothing was recorded
-SPEECH_THRESHOLD = 0.5  # VAD probability above which a frame counts as speech
 
 
 def load_speech(
@@ -58,7 +57,7 @@ def _check_arguments(audio_path, text, transcript, fps) -> None:
         raise AvatarError(
             "give either an audio file or a text to speak (exactly one)",
             "--audio/--text",
-            hint="use --audio speech.wav or --text \"Hello\"",
+            hint='use --audio speech.wav or --text "Hello"',
         )
     if text is not None and transcript is not None:
         raise AvatarError(
@@ -99,7 +98,9 @@ def _aligned_speech(audio: Audio, audio16: Audio, transcript: str, path: Path) -
     except AvatarError as error:
         _LOG.warning("%s: %s; recognising phones instead", path, error.what)
         return _recognised_speech(audio, audio16)
-    return Speech(audio=audio, phones=phones, words=words, transcript=transcript, phones_source="forced-alignment")
+    return Speech(
+        audio=audio, phones=phones, words=words, transcript=transcript, phones_source="forced-alignment"
+    )
 
 
 def _recognised_speech(audio: Audio, audio16: Audio) -> Speech:

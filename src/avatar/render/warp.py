@@ -55,7 +55,8 @@ class FieldGrid:
         self.cell = np.array([self.size[0] / gw, self.size[1] / gh], np.float32)  # (x, y) px
         self.origin = np.array([x0, y0], np.float32)
         gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float32)
-        self.nodes = self._to_pixels(np.stack([gx, gy], -1))  # (gh, gw, 2)
+        self.node_cells = np.stack([gx, gy], -1)  # (gh, gw, 2) node positions in cells
+        self.nodes = self._to_pixels(self.node_cells)  # (gh, gw, 2) in pixels
         self.W, _ = barycentric_weights(mesh.source, mesh.triangles, self.nodes.reshape(-1, 2).astype(np.float64),
                                         len(mesh.source))
         self.blur = max(EXTERIOR_BLUR * face.face_width / float(self.cell.mean()), 0.5)  # cells
@@ -83,21 +84,24 @@ class FieldGrid:
         """(gh, gw, 2) forward displacement from control displacements ``disp`` (N, 2)."""
         field = (self.W @ disp).reshape(*self.shape, 2).astype(np.float32)
         smooth = cv2.GaussianBlur(field, (0, 0), self.blur)
-        field = self.face_mask * field + (1 - self.face_mask) * smooth
+        field = smooth + self.face_mask * (field - smooth)
         if np.any(gaze_px):
             for bump in self.iris:
                 field += bump * gaze_px
         return field
 
     def backward(self, field: np.ndarray) -> np.ndarray:
-        """(gh, gw, 2) source pixel of every target node: solve s = t - f(s)."""
-        t = self.nodes
-        s = t - field
+        """(gh, gw, 2) source pixel of every target node: solve s = t - f(s).
+
+        Iterates in grid-cell units (the field divided by the cell size once) so each step
+        is a single remap."""
+        f = field / self.cell  # (gh, gw, 2) in cells
+        t = self.node_cells
+        s = t - f
         for _ in range(INVERSION_STEPS):
-            g = self._to_cells(s)
-            s = t - cv2.remap(field, g[..., 0], g[..., 1], cv2.INTER_LINEAR,
+            s = t - cv2.remap(f, s[..., 0], s[..., 1], cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)
-        return s
+        return self._to_pixels(s)
 
     def upsample(self, smap: np.ndarray) -> np.ndarray:
         """(h, w, 2) backward map at every pixel of this grid's region."""
