@@ -13,6 +13,7 @@ import time
 
 import cv2
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from avatar.cli import bundled_portrait
 from avatar.face.model import FaceModel
@@ -53,6 +54,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=300)
     args = ap.parse_args()
     cv2.setNumThreads(1)
+    threadpool_limits(limits=1, user_api="blas")  # one core really means one core
     photo = load_image(args.image)
     for side in (512, 1024):
         img = cv2.resize(photo, (side, side), interpolation=cv2.INTER_AREA if side < photo.shape[0] else cv2.INTER_CUBIC)

@@ -78,9 +78,12 @@ def render_video(portrait: Portrait, motion: MotionSeq, speech: Speech, output,
                  progress: bool = True) -> int:
     """Stream the rendered frames and the speech into an mp4; returns the frame count.
 
-    Rendering (this thread) and encoding (a worker thread; OpenCV and x264 release the
-    GIL) overlap, so the two cores work at once.
+    Rendering (this thread) and encoding (a worker thread; x264 encodes in threads of its
+    own) overlap, so the two cores work at once. The renderer's many small matrix products
+    run with one BLAS thread: OpenBLAS's spinning workers would otherwise double its CPU
+    time and starve the encoder.
     """
+    from threadpoolctl import threadpool_limits
     from tqdm import tqdm
 
     from avatar.render.warp import WarpRenderer
@@ -88,7 +91,8 @@ def render_video(portrait: Portrait, motion: MotionSeq, speech: Speech, output,
 
     renderer = WarpRenderer(portrait.image, portrait.face)
     h, w = portrait.image.shape[:2]
-    with VideoWriter(output, w, h, fps=motion.fps, audio=speech.audio) as writer:
+    with VideoWriter(output, w, h, fps=motion.fps, audio=speech.audio) as writer, \
+            threadpool_limits(limits=1, user_api="blas"):
         with _BackgroundWriter(writer) as background:
             for i in tqdm(range(len(motion)), desc="rendering", unit="frame",
                           disable=not progress, leave=False):

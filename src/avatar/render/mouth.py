@@ -112,8 +112,7 @@ class MouthPainter:
         mask = self._polygon_mask((y1 - y0, x1 - x0), ring - origin)
         interior = self._interior((y1 - y0, x1 - x0), origin, frame, opening)
         patch = out[y0:y1, x0:x1].astype(np.float32)
-        a = mask[..., None]
-        out[y0:y1, x0:x1] = (a * interior + (1 - a) * patch).astype(np.uint8)
+        out[y0:y1, x0:x1] = cv2.blendLinear(interior, patch, mask, 1 - mask).astype(np.uint8)
 
     def _seam(self, out: np.ndarray, face_pts: np.ndarray) -> None:
         """Shadow line between the lips (where they meet, or at the edge of the opening):
@@ -130,9 +129,9 @@ class MouthPainter:
         pts = np.round((mid - [x0, y0]) * (1 << SUPERSAMPLE_SHIFT)).astype(np.int32)
         cv2.polylines(m, [pts], False, 1.0, max(1, int(round(width))), cv2.LINE_AA, SUPERSAMPLE_SHIFT)
         m = cv2.GaussianBlur(m, (0, 0), 0.5 * width)  # a soft shadow, not a drawn line
-        a = (SEAM_OPACITY * m / max(m.max(), 1e-6))[..., None]
+        shade = 1 - (SEAM_OPACITY * (1 - SEAM_DARKEN) / max(m.max(), 1e-6)) * m
         patch = out[y0:y1, x0:x1].astype(np.float32)
-        out[y0:y1, x0:x1] = (patch * (1 - a) + a * patch * SEAM_DARKEN).astype(np.uint8)
+        out[y0:y1, x0:x1] = cv2.multiply(patch, cv2.merge([shade] * 3)).astype(np.uint8)
 
     @staticmethod
     def _polygon_mask(shape, poly: np.ndarray) -> np.ndarray:
@@ -184,6 +183,6 @@ class MouthPainter:
         phase = np.abs(((xs - cx) / (TOOTH_WIDTH * scale)) % 1.0 - 0.5) * 2  # 1 at seams
         seam = 1 - (1 - TOOTH_GAP_SHADE) * np.clip(phase * 4 - 3, 0, 1)
         shade = side * root * seam * (0.8 + 0.2 * light)
-        colour = self.teeth[None, None, :] * shade[..., None]
-        a = band[..., None]
-        img[:] = a * colour + (1 - a) * img
+        shade = shade.astype(np.float32)
+        colour = cv2.merge([shade * c for c in self.teeth])
+        img[:] = cv2.blendLinear(colour, img, band, 1 - band)

@@ -31,6 +31,11 @@ BOX_FEATHER = 6  # px over which the fine map blends into the coarse map
 IRIS_BUMP_RADIUS = 1.3  # iris shift falls off over this many iris radii
 
 
+def _pairs(a: np.ndarray) -> np.ndarray:
+    """(h, w) -> (h, w, 2) with the value repeated for the x and y channels."""
+    return np.repeat(a[..., None], 2, axis=-1)
+
+
 def _fill(shape, poly: np.ndarray) -> np.ndarray:
     """Anti-aliased filled polygon (points in grid cells) as a float mask."""
     m = np.zeros(shape, np.float32)
@@ -56,52 +61,66 @@ class FieldGrid:
         self.origin = np.array([x0, y0], np.float32)
         gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float32)
         self.node_cells = np.stack([gx, gy], -1)  # (gh, gw, 2) node positions in cells
-        self.nodes = self._to_pixels(self.node_cells)  # (gh, gw, 2) in pixels
-        self.W, _ = barycentric_weights(mesh.source, mesh.triangles, self.nodes.reshape(-1, 2).astype(np.float64),
-                                        len(mesh.source))
+        self.nodes = self.to_pixels(self.node_cells)  # (gh, gw, 2) in pixels
+        W, _ = barycentric_weights(mesh.source, mesh.triangles, self.nodes.reshape(-1, 2).astype(np.float64),
+                                   len(mesh.source))
+        self.W = W.astype(np.float32)
         self.blur = max(EXTERIOR_BLUR * face.face_width / float(self.cell.mean()), 0.5)  # cells
-        oval = self._to_cells(mesh.source[topo.as_index(topo.FACE_OVAL)])
-        self.face_mask = cv2.GaussianBlur(_fill(self.shape, oval), (0, 0), self.blur)[..., None]
-        self.iris = [self._iris_bump(face, topo.IRIS_L, topo.EYE_L_RING),
-                     self._iris_bump(face, topo.IRIS_R, topo.EYE_R_RING)]
+        oval = self.to_cells(mesh.source[topo.as_index(topo.FACE_OVAL)])
+        # Per-frame arithmetic uses full (gh, gw, 2) arrays: numpy broadcasting over a last
+        # axis of 2 runs an inner loop of 2 elements and is ~20x slower.
+        self.face_mask = _pairs(cv2.GaussianBlur(_fill(self.shape, oval), (0, 0), self.blur))
+        self.inv_cell = np.broadcast_to(1 / self.cell, (gh, gw, 2)).copy()
+        self.cell_to_px = np.broadcast_to(self.cell, (gh, gw, 2)).copy()
+        self.px_offset = np.broadcast_to(self.origin + 0.5 * self.cell - 0.5, (gh, gw, 2)).copy()
+        bump = self._iris_bump(face, topo.IRIS_L, topo.EYE_L_RING) + self._iris_bump(face, topo.IRIS_R, topo.EYE_R_RING)
+        self.iris_x = np.stack([bump, 0 * bump], -1)  # (gh, gw, 2): shift per pixel of gaze x
+        self.iris_y = np.stack([0 * bump, bump], -1)
 
-    def _to_pixels(self, cells: np.ndarray) -> np.ndarray:
+    def to_pixels(self, cells: np.ndarray) -> np.ndarray:
         return self.origin + (cells + 0.5) * self.cell - 0.5
 
-    def _to_cells(self, pixels: np.ndarray) -> np.ndarray:
+    def to_cells(self, pixels: np.ndarray) -> np.ndarray:
         return (pixels - self.origin + 0.5) / self.cell - 0.5
 
     def _iris_bump(self, face: FaceModel, iris, eye_ring) -> np.ndarray:
-        """(gh, gw, 1) weight of the iris shift: 1 on the iris, 0 outside the eye opening."""
+        """(gh, gw) weight of the iris shift: 1 on the iris, 0 outside the eye opening."""
         pts = face.source_points[topo.as_index(iris)]
         centre, radius = pts[0], max(np.linalg.norm(pts[1:] - pts[0], axis=1).mean(), 1.0)
         d = np.linalg.norm(self.nodes - centre, axis=-1)
         bump = np.exp(-(d / (IRIS_BUMP_RADIUS * radius)) ** 2)
-        inside = _fill(self.shape, self._to_cells(face.source_points[topo.as_index(eye_ring)]))
-        return (bump * inside).astype(np.float32)[..., None]
+        inside = _fill(self.shape, self.to_cells(face.source_points[topo.as_index(eye_ring)]))
+        return (bump * inside).astype(np.float32)
 
-    def forward(self, disp: np.ndarray, gaze_px: np.ndarray) -> np.ndarray:
-        """(gh, gw, 2) forward displacement from control displacements ``disp`` (N, 2)."""
-        field = (self.W @ disp).reshape(*self.shape, 2).astype(np.float32)
-        smooth = cv2.GaussianBlur(field, (0, 0), self.blur)
-        field = smooth + self.face_mask * (field - smooth)
-        if np.any(gaze_px):
-            for bump in self.iris:
-                field += bump * gaze_px
+    def forward(self, disp: np.ndarray, exterior: np.ndarray | None = None,
+                gaze_px: np.ndarray | None = None) -> np.ndarray:
+        """(gh, gw, 2) forward displacement from control displacements ``disp`` (N, 2).
+
+        Inside the face oval the exact piecewise-linear field; outside, a smooth one: this
+        grid's own field blurred, or ``exterior`` (a smooth field sampled at this grid's
+        nodes, e.g. from the coarse grid). ``gaze_px`` shifts the irises."""
+        exact = (self.W @ disp).reshape(*self.shape, 2)
+        smooth = cv2.GaussianBlur(exact, (0, 0), self.blur) if exterior is None else exterior
+        field = smooth + self.face_mask * (exact - smooth)
+        if gaze_px is not None and np.any(gaze_px):
+            field += self.iris_x * gaze_px[0] + self.iris_y * gaze_px[1]
         return field
+
+    def sample(self, field: np.ndarray, cells: np.ndarray) -> np.ndarray:
+        """Bilinear samples of a field on this grid at ``cells`` (..., 2) grid coordinates."""
+        return cv2.remap(field, cells, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def backward(self, field: np.ndarray) -> np.ndarray:
         """(gh, gw, 2) source pixel of every target node: solve s = t - f(s).
 
         Iterates in grid-cell units (the field divided by the cell size once) so each step
         is a single remap."""
-        f = field / self.cell  # (gh, gw, 2) in cells
+        f = field * self.inv_cell  # (gh, gw, 2) in cells
         t = self.node_cells
         s = t - f
         for _ in range(INVERSION_STEPS):
-            s = t - cv2.remap(f, s[..., 0], s[..., 1], cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)
-        return self._to_pixels(s)
+            s = t - self.sample(f, s)
+        return s * self.cell_to_px + self.px_offset  # to pixels
 
     def upsample(self, smap: np.ndarray) -> np.ndarray:
         """(h, w, 2) backward map at every pixel of this grid's region."""
@@ -120,7 +139,8 @@ class WarpRenderer:
         fw = face.face_width
         self.coarse = FieldGrid(self.mesh, face, self.mesh.active_box, max(fw / COARSE_CELLS_PER_FACE, 2.0))
         self.fine = FieldGrid(self.mesh, face, self._face_box(fw), max(fw / FINE_CELLS_PER_FACE, 1.0))
-        self.box_alpha = self._box_feather()
+        self.fine_in_coarse = self.coarse.to_cells(self.fine.nodes)  # (gh, gw, 2) constant
+        self.box_alpha = _pairs(self._box_feather())
         self.mouth = MouthPainter(self.image, face)
 
     def _face_box(self, fw: float) -> tuple[int, int, int, int]:
@@ -131,7 +151,7 @@ class WarpRenderer:
         return max(x0, ax0), max(y0, ay0), min(x1, ax1), min(y1, ay1)
 
     def _box_feather(self) -> np.ndarray:
-        """(h, w, 1) weight of the fine map inside its box, fading to the coarse map at the
+        """(h, w) weight of the fine map inside its box, fading to the coarse map at the
         box edges (except where the box meets the active region's edge)."""
         x0, y0, x1, y1 = self.fine.box
         ax0, ay0, ax1, ay1 = self.coarse.box
@@ -140,7 +160,7 @@ class WarpRenderer:
         dy = np.minimum(ys - y0 if y0 > ay0 else inf, (y1 - 1 - ys) if y1 < ay1 else inf) + 0 * ys
         dx = np.minimum(xs - x0 if x0 > ax0 else inf, (x1 - 1 - xs) if x1 < ax1 else inf) + 0 * xs
         a = np.clip(np.minimum(dy[:, None], dx[None, :]) / BOX_FEATHER, 0, 1)
-        return a[..., None].astype(np.float32)
+        return a.astype(np.float32)
 
     # -- per frame ----------------------------------------------------------------------
     def control_targets(self, frame: MotionFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -167,8 +187,10 @@ class WarpRenderer:
         target, face_pts = self.control_targets(frame)
         disp = (target - self.mesh.source).astype(np.float32)  # (N, 2)
         gaze = self._gaze_pixels(frame)
-        full = self.coarse.upsample(self.coarse.backward(self.coarse.forward(disp, gaze)))
-        fine = self.fine.upsample(self.fine.backward(self.fine.forward(disp, gaze)))
+        coarse = self.coarse.forward(disp)
+        full = self.coarse.upsample(self.coarse.backward(coarse))
+        exterior = self.coarse.sample(coarse, self.fine_in_coarse)
+        fine = self.fine.upsample(self.fine.backward(self.fine.forward(disp, exterior, gaze)))
         (ax0, ay0, _, _), (x0, y0, x1, y1) = self.coarse.box, self.fine.box
         region = full[y0 - ay0: y1 - ay0, x0 - ax0: x1 - ax0]
         region += self.box_alpha * (fine - region)
