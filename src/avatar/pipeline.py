@@ -95,7 +95,7 @@ def render_video(portrait: Portrait, motion: MotionSeq, speech: Speech, output,
             threadpool_limits(limits=1, user_api="blas"):
         with _BackgroundWriter(writer) as background:
             for i in tqdm(range(len(motion)), desc="rendering", unit="frame",
-                          disable=not progress, leave=False):
+                          disable=not progress, leave=False, mininterval=0.5):
                 background.write(renderer.render(motion[i]))
     return len(motion)
 
