@@ -26,9 +26,12 @@ TEXT = ("Maybe my mom bought a big blue umbrella. Bob and Pam met him by the pum
 
 
 def track_video(path) -> np.ndarray:
-    """(T, 478, 3) landmarks of every frame (NaN where no face was found)."""
+    """(T, 478, 3) landmarks of every frame (NaN where no face was found).
+
+    Every frame is tracked on its own (static mode): MediaPipe's video mode smooths
+    landmarks over time and would blur one-frame closures that are in the video."""
     rows = []
-    with FaceTracker(static=False, max_faces=1) as tracker:
+    with FaceTracker(static=True, max_faces=1) as tracker:
         for frame in iter_frames(path):
             faces = tracker.detect(frame)
             rows.append(faces[0].landmarks if faces else np.full((478, 3), np.nan, np.float32))
@@ -46,11 +49,27 @@ def measure(image, seed: int, workdir: Path) -> dict:
     return dict(closure=closure, bilabials=n, corr=corr, tracked=ok.mean(), frames=len(opening))
 
 
+def reference(video) -> float:
+    """The same opening~loudness correlation on a real talking-face video, for scale."""
+    from avatar.audio.features import extract_features
+    from avatar.video.reader import probe, read_audio_track
+
+    info = probe(video)
+    opening = mouth_opening(track_video(video))
+    features = extract_features(read_audio_track(video, 16000), info.fps, num_frames=len(opening))
+    ok = ~np.isnan(opening)
+    return opening_energy_correlation(opening[ok], features.energy[ok])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--image", nargs="*", default=[str(bundled_portrait())])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reference", nargs="*", default=[], metavar="VIDEO",
+                    help="real talking-face videos: their opening~loudness correlation, for scale")
     args = ap.parse_args()
+    for video in args.reference:
+        print(f"reference {Path(video).name}: opening~loudness r = {reference(video):.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         for image in args.image:
             m = measure(image, args.seed, Path(tmp))

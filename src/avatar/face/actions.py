@@ -162,9 +162,16 @@ def _lip_lift(g: FaceGeometry, group, lower: bool, dy: float) -> np.ndarray:
 
 
 # -- brows and eyes ------------------------------------------------------------------------
-def _shift(g: FaceGeometry, group, radius: float, dx: float = 0.0, dy: float = 0.0):
+def _above_eyes(g: FaceGeometry) -> np.ndarray:
+    """(478,) 1 on the forehead and brows, 0 from the upper eyelids down: brows move skin,
+    not the eye corners."""
+    lids = g.V[topo.as_index(topo.EYE_L_UPPER + topo.EYE_R_UPPER), 1].min()
+    return _smoothstep((lids - g.V[:, 1]) / 0.04)
+
+
+def _brow_shift(g: FaceGeometry, group, dx: float = 0.0, dy: float = 0.0):
     d = np.zeros_like(g.V)
-    w = g.near(group, radius)
+    w = g.near(group, BROW_RADIUS) * _above_eyes(g)
     d[:, 0], d[:, 1] = dx * w, dy * w
     return d
 
@@ -221,7 +228,7 @@ def _brow_down(side):
     def f(g):
         brow = _eye(side)[3]
         inward = -g.outward(side)
-        return _shift(g, brow, BROW_RADIUS, dx=0.012 * inward, dy=0.03)
+        return _brow_shift(g, brow, dx=0.012 * inward, dy=0.03)
     return f
 
 
@@ -229,13 +236,13 @@ def _brow_outer_up(side):
     def f(g):
         upper = topo.BROW_L_UPPER if side == "L" else topo.BROW_R_UPPER
         lower = topo.BROW_L_LOWER if side == "L" else topo.BROW_R_LOWER
-        return _shift(g, upper[:2] + lower[:2], BROW_RADIUS, dy=-BROW_SHIFT)
+        return _brow_shift(g, upper[:2] + lower[:2], dy=-BROW_SHIFT)
     return f
 
 
 def brow_inner_up(g: FaceGeometry) -> np.ndarray:
     inner = topo.BROW_R_UPPER[-2:] + topo.BROW_R_LOWER[-2:] + topo.BROW_L_UPPER[-2:] + topo.BROW_L_LOWER[-2:]
-    return _shift(g, inner, BROW_RADIUS, dy=-BROW_SHIFT)
+    return _brow_shift(g, inner, dy=-BROW_SHIFT)
 
 
 ACTION_FIELDS = {

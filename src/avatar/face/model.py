@@ -85,8 +85,12 @@ class FaceModel:
         gx, gy = frame.gaze
         return EYE_RADIUS * np.array([np.sin(gx), -np.sin(gy)])
 
-    def project(self, frame: MotionFrame) -> np.ndarray:
-        """(478, 2) target landmarks in source-image pixels."""
+    def points(self, frame: MotionFrame) -> np.ndarray:
+        """(478, 3) target landmarks: x, y in source-image pixels, z depth in pixels."""
         X = self.shape(frame.actions)
         X[topo.NUM_MESH_POINTS:, :2] += self.gaze_shift(frame)
-        return self.head_transform(frame).to_image(X)[:, :2]
+        return self.head_transform(frame).to_image(X)
+
+    def project(self, frame: MotionFrame) -> np.ndarray:
+        """(478, 2) target landmarks in source-image pixels."""
+        return self.points(frame)[:, :2]

@@ -53,8 +53,9 @@ NOSE_TIP = 1
 NOSE_BRIDGE = [168, 6, 197, 195, 5]
 
 # Points that move with the skull only (no expression): used to estimate head pose.
-RIGID_POINTS = sorted(set(NOSE_BRIDGE + [NOSE_TIP, 4, 33, 133, 263, 362, 10, 151, 9, 8,
-                                         234, 454, 127, 356, 162, 389, 93, 323]))
+# (The glabella, 8/9/168, is left out: it moves when the brows do.)
+RIGID_POINTS = sorted(set([5, 6, 195, 197, NOSE_TIP, 4, 33, 133, 263, 362, 10, 151,
+                           234, 454, 127, 356, 162, 389, 93, 323]))
 
 
 def as_index(group) -> np.ndarray:

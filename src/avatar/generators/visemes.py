@@ -64,7 +64,7 @@ def _spread(stretch: float) -> dict[str, float]:
 VISEMES: dict[str, Viseme] = {
     SILENCE: Viseme({}, (0.7, 0.7, 0.7), (10.0, 10.0)),
     "bilabial": Viseme({"jawOpen": 0.03}, (0.5, 2.0, 0.3), (18.0, 18.0),
-                       must_hit=("jawOpen", "upperLipRaise", "lowerLipDown")),
+                       must_hit=("jawOpen", "upperLipRaise", "lowerLipDown", "mouthFunnel")),
     "labiodental": Viseme({"jawOpen": 0.07, "mouthRollLower": 0.8, "upperLipRaise": 0.2},
                           (1.2, 1.0, 0.3), (18.0, 18.0),
                           must_hit=("jawOpen", "mouthRollLower", "lowerLipDown")),
