@@ -22,6 +22,7 @@ HEAD_TOP_SCALE = 2.0  # a second, looser ring over the top of the head
 NECK_DROP = 0.6  # neck anchors this far below the chin follow the head only partly
 STILL_RING_SCALE = 2.6  # beyond this ring (face oval scaled about its centre) nothing moves
 BORDER_POINTS_PER_SIDE = 8
+SUBPIXEL_SHIFT = 4  # triangles are rasterised with 1/16-cell vertex precision
 
 
 def ladder(upper, lower) -> list[tuple[int, int, int]]:
@@ -63,12 +64,12 @@ def _exterior_anchors(neutral: np.ndarray) -> np.ndarray:
     rings = []
     for k in (HEAD_RING_SCALE, HEAD_TOP_SCALE):
         ring = centre + (oval - centre) * k
+        ring[:, 2] = oval[:, 2]  # at the depth of the oval point it extends: turning the head
+        # then moves ring and oval alike, so the band between them never folds over
         if k == HEAD_TOP_SCALE:
             ring = ring[ring[:, 1] < centre[1]]  # only over the top: the chin side is the neck
         rings.append(ring)
-    pts = np.concatenate(rings)
-    pts[:, 2] = 0.0  # at the depth of the pivot: hair turns with the head, little parallax
-    return pts
+    return np.concatenate(rings)
 
 
 def build_control_mesh(face_points: np.ndarray, neutral: np.ndarray, frame, size) -> ControlMesh:
@@ -122,29 +123,29 @@ def _exterior_triangles(source: np.ndarray, n_face: int) -> np.ndarray:
     return tri[~inside]
 
 
-def barycentric_weights(mesh_src: np.ndarray, triangles: np.ndarray, points: np.ndarray,
-                        n_controls: int) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Sparse (P, N) weights interpolating control values at ``points`` (P, 2), and a (P,)
-    mask of points covered by some triangle. Points outside every triangle get weight 0."""
-    P = len(points)
-    owner = -np.ones(P, np.int64)
-    # Find each point's triangle: barycentric test, vectorised per triangle over its bbox.
-    for k, (a, b, c) in enumerate(triangles):
-        A, B, C = mesh_src[a], mesh_src[b], mesh_src[c]
-        lo, hi = np.minimum(np.minimum(A, B), C), np.maximum(np.maximum(A, B), C)
-        cand = np.nonzero((points[:, 0] >= lo[0]) & (points[:, 0] <= hi[0])
-                          & (points[:, 1] >= lo[1]) & (points[:, 1] <= hi[1]) & (owner < 0))[0]
-        if len(cand) == 0:
-            continue
-        l = _bary(points[cand], A, B, C)
-        ok = (l >= -1e-9).all(1)
-        owner[cand[ok]] = k
-    covered = owner >= 0
-    rows = np.nonzero(covered)[0]
-    tri = triangles[owner[rows]]
-    lam = _bary(points[rows], mesh_src[tri[:, 0]], mesh_src[tri[:, 1]], mesh_src[tri[:, 2]])
-    W = sp.csr_matrix((lam.ravel(), (np.repeat(rows, 3), tri.ravel())), shape=(P, n_controls))
-    return W, covered
+def barycentric_weights(cells: np.ndarray, triangles: np.ndarray, shape: tuple[int, int],
+                        n_controls: int) -> sp.csr_matrix:
+    """Sparse (gh*gw, N) weights interpolating control values at the nodes of a regular
+    grid. ``cells`` (N, 2) are the controls' positions in grid-cell units (node (i, j) sits
+    at (j, i)). Each node's triangle is found by rasterising triangle ids; nodes outside
+    every triangle get weight 0."""
+    owner = np.full(shape, -1, np.int32)
+    scale = 1 << SUBPIXEL_SHIFT
+    polys = np.round(cells[triangles] * scale).astype(np.int32)  # (M, 3, 2)
+    # Earlier triangles win where triangles overlap (the face's come first): paint in reverse.
+    for k in range(len(polys) - 1, -1, -1):
+        cv2.fillPoly(owner, [polys[k]], int(k), lineType=cv2.LINE_8, shift=SUBPIXEL_SHIFT)
+    rows = np.flatnonzero(owner >= 0)
+    gy, gx = np.divmod(rows, shape[1])
+    tri = triangles[owner.ravel()[rows]]
+    p = np.stack([gx, gy], -1).astype(np.float64)
+    lam = _bary(p, cells[tri[:, 0]], cells[tri[:, 1]], cells[tri[:, 2]])
+    # Rasterised edges may claim nodes up to a cell outside a triangle: clamp to its border
+    # rather than extrapolate (extrapolating a thin triangle can throw a node far away).
+    lam = np.clip(lam, 0.0, None)
+    lam /= np.maximum(lam.sum(1, keepdims=True), 1e-12)
+    return sp.csr_matrix((lam.ravel(), (np.repeat(rows, 3), tri.ravel())),
+                         shape=(shape[0] * shape[1], n_controls))
 
 
 def _bary(p, A, B, C) -> np.ndarray:

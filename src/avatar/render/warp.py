@@ -28,6 +28,7 @@ FINE_CELLS_PER_FACE = 64  # fine grid resolution relative to face width
 COARSE_CELLS_PER_FACE = 10
 FACE_BOX_MARGIN = 0.45  # fine-grid box = face box grown by this share of the face width
 BOX_FEATHER = 6  # px over which the fine map blends into the coarse map
+SMOOTH_DOWNSAMPLE = 4  # the exterior blur runs on a grid this many times coarser
 IRIS_BUMP_RADIUS = 1.3  # iris shift falls off over this many iris radii
 
 
@@ -62,8 +63,7 @@ class FieldGrid:
         gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float32)
         self.node_cells = np.stack([gx, gy], -1)  # (gh, gw, 2) node positions in cells
         self.nodes = self.to_pixels(self.node_cells)  # (gh, gw, 2) in pixels
-        W, _ = barycentric_weights(mesh.source, mesh.triangles, self.nodes.reshape(-1, 2).astype(np.float64),
-                                   len(mesh.source))
+        W = barycentric_weights(self.to_cells(mesh.source), mesh.triangles, self.shape, len(mesh.source))
         self.W = W.astype(np.float32)
         self.blur = max(EXTERIOR_BLUR * face.face_width / float(self.cell.mean()), 0.5)  # cells
         oval = self.to_cells(mesh.source[topo.as_index(topo.FACE_OVAL)])
@@ -92,19 +92,25 @@ class FieldGrid:
         inside = _fill(self.shape, self.to_cells(face.source_points[topo.as_index(eye_ring)]))
         return (bump * inside).astype(np.float32)
 
-    def forward(self, disp: np.ndarray, exterior: np.ndarray | None = None,
-                gaze_px: np.ndarray | None = None) -> np.ndarray:
+    def forward(self, disp: np.ndarray, gaze_px: np.ndarray | None = None) -> np.ndarray:
         """(gh, gw, 2) forward displacement from control displacements ``disp`` (N, 2).
 
-        Inside the face oval the exact piecewise-linear field; outside, a smooth one: this
-        grid's own field blurred, or ``exterior`` (a smooth field sampled at this grid's
-        nodes, e.g. from the coarse grid). ``gaze_px`` shifts the irises."""
+        Inside the face oval the exact piecewise-linear field; outside, the same field
+        blurred (at 1/SMOOTH_DOWNSAMPLE resolution: the blur is wide, the result smooth).
+        ``gaze_px`` shifts the irises."""
         exact = (self.W @ disp).reshape(*self.shape, 2)
-        smooth = cv2.GaussianBlur(exact, (0, 0), self.blur) if exterior is None else exterior
-        field = smooth + self.face_mask * (exact - smooth)
+        field = self._smooth(exact)
+        field += self.face_mask * (exact - field)
         if gaze_px is not None and np.any(gaze_px):
             field += self.iris_x * gaze_px[0] + self.iris_y * gaze_px[1]
         return field
+
+    def _smooth(self, field: np.ndarray) -> np.ndarray:
+        gh, gw = self.shape
+        k = SMOOTH_DOWNSAMPLE if min(gh, gw) >= 4 * SMOOTH_DOWNSAMPLE else 1
+        small = cv2.resize(field, (gw // k, gh // k), interpolation=cv2.INTER_AREA) if k > 1 else field
+        small = cv2.GaussianBlur(small, (0, 0), self.blur / k)
+        return cv2.resize(small, (gw, gh), interpolation=cv2.INTER_LINEAR) if k > 1 else small
 
     def sample(self, field: np.ndarray, cells: np.ndarray) -> np.ndarray:
         """Bilinear samples of a field on this grid at ``cells`` (..., 2) grid coordinates."""
@@ -139,7 +145,6 @@ class WarpRenderer:
         fw = face.face_width
         self.coarse = FieldGrid(self.mesh, face, self.mesh.active_box, max(fw / COARSE_CELLS_PER_FACE, 2.0))
         self.fine = FieldGrid(self.mesh, face, self._face_box(fw), max(fw / FINE_CELLS_PER_FACE, 1.0))
-        self.fine_in_coarse = self.coarse.to_cells(self.fine.nodes)  # (gh, gw, 2) constant
         self.box_alpha = _pairs(self._box_feather())
         self.mouth = MouthPainter(self.image, face)
 
@@ -187,10 +192,8 @@ class WarpRenderer:
         target, face_pts = self.control_targets(frame)
         disp = (target - self.mesh.source).astype(np.float32)  # (N, 2)
         gaze = self._gaze_pixels(frame)
-        coarse = self.coarse.forward(disp)
-        full = self.coarse.upsample(self.coarse.backward(coarse))
-        exterior = self.coarse.sample(coarse, self.fine_in_coarse)
-        fine = self.fine.upsample(self.fine.backward(self.fine.forward(disp, exterior, gaze)))
+        full = self.coarse.upsample(self.coarse.backward(self.coarse.forward(disp)))
+        fine = self.fine.upsample(self.fine.backward(self.fine.forward(disp, gaze)))
         (ax0, ay0, _, _), (x0, y0, x1, y1) = self.coarse.box, self.fine.box
         region = full[y0 - ay0: y1 - ay0, x0 - ax0: x1 - ax0]
         region += self.box_alpha * (fine - region)
