@@ -15,7 +15,7 @@ from avatar.face.model import FaceModel
 from avatar.motion.types import MotionFrame, action_column
 
 UPPER_TEETH_SHOW = 0.014  # face widths the upper incisors reach below the resting lip line
-LOWER_TEETH_SHOW = 0.006  # how far the lower incisors rise above the jaw-carried lip line
+LOWER_TEETH_SHOW = 0.012  # how far the lower incisors rise above the jaw-carried lip line
 TEETH_DEPTH = 0.06  # visible tooth height; the rest hides under the lips
 TEETH_SPAN = 0.78  # fraction of the mouth width the front teeth cover
 TEETH_COLOUR = np.array([232, 226, 212], np.float32)
@@ -25,24 +25,19 @@ MIN_OPENING_PX = 0.6  # below this the lips touch: nothing to paint but the seam
 SEAM_WIDTH = 0.012  # face widths: the shadow line where closed lips meet
 SEAM_DARKEN = 0.45  # seam colour = lip colour * this
 SEAM_OPACITY = 0.75
+LIP_EDGE_OPACITY = 0.6
+EDGE_GROW_PX = 2  # outline width added to the interior polygon (grows it by ~1 px)
 SUPERSAMPLE_SHIFT = 3  # polygon vertices at 1/8 px for anti-aliased edges
 
 
 INPAINT_RADIUS = 3  # px
-CURVE_SAMPLES = 4  # points per landmark segment of the smoothed inner-lip contour
 TOOTH_WIDTH = 0.05  # face widths per front tooth
-TOOTH_GAP_SHADE = 0.8  # brightness at the seam between two teeth
+TOOTH_GAP_SHADE = 0.88  # brightness at the seam between two teeth
+LOWER_TEETH_SPAN = 0.6  # the lower row shows less of its width
+DEPTH_SHADE = 0.45  # cavity brightness deep inside vs. at the lips' edge
+DEPTH_FALLOFF = 0.04  # face widths from the lips' edge to "deep inside"
+SOFTEN = 0.004  # face widths of blur on the painted interior (it is seen out of focus)
 ROOT_SHADE = 0.7  # brightness toward the gum (the biting edge is brightest)
-
-
-def smooth_closed_curve(points: np.ndarray, samples: int = CURVE_SAMPLES) -> np.ndarray:
-    """Closed Catmull-Rom spline through ``points`` (N, 2) -> (N * samples, 2)."""
-    p0, p1 = np.roll(points, 1, 0), points
-    p2, p3 = np.roll(points, -1, 0), np.roll(points, -2, 0)
-    t = (np.arange(samples) / samples)[:, None, None]  # (S, 1, 1)
-    curve = 0.5 * ((2 * p1) + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
-                   + (-p0 + 3 * p1 - 3 * p2 + p3) * t ** 3)  # (S, N, 2)
-    return curve.transpose(1, 0, 2).reshape(-1, 2)
 
 
 def inpaint_mouth(image: np.ndarray, face: FaceModel) -> np.ndarray:
@@ -97,7 +92,10 @@ class MouthPainter:
     def paint(self, out: np.ndarray, face_pts: np.ndarray, frame: MotionFrame) -> None:
         """Paint the interior into ``out`` (H, W, 3) in place."""
         self._seam(out, face_pts)
-        ring = smooth_closed_curve(face_pts[topo.as_index(topo.LIPS_INNER_RING)])
+        # The warp moves the lips' inner edge piecewise-linearly between landmarks, so the
+        # interior is cut by the same straight-edged polygon, grown by a pixel to cover the
+        # stretched seam pixels along it.
+        ring = face_pts[topo.as_index(topo.LIPS_INNER_RING)]
         up, lo = face_pts[topo.UPPER_LIP_BOTTOM], face_pts[topo.LOWER_LIP_TOP]
         opening = float(np.linalg.norm(lo - up))
         if opening < MIN_OPENING_PX:
@@ -110,7 +108,10 @@ class MouthPainter:
             return
         origin = np.array([x0, y0], np.float64)
         mask = self._polygon_mask((y1 - y0, x1 - x0), ring - origin)
-        interior = self._interior((y1 - y0, x1 - x0), origin, frame, opening)
+        interior = self._interior((y1 - y0, x1 - x0), origin, frame, opening, mask)
+        # The lips' inner edge is in shadow; it also hides the stretched pixels along it.
+        # Drawn first, so the interior covers its inner half and the teeth stay bright.
+        self._shadow(out, ring, closed=True, opacity=LIP_EDGE_OPACITY)
         patch = out[y0:y1, x0:x1].astype(np.float32)
         out[y0:y1, x0:x1] = cv2.blendLinear(interior, patch, mask, 1 - mask).astype(np.uint8)
 
@@ -118,18 +119,22 @@ class MouthPainter:
         """Shadow line between the lips (where they meet, or at the edge of the opening):
         a closed mouth reads as closed only with it, to viewers and face trackers alike."""
         mid = 0.5 * (face_pts[topo.as_index(topo.LIPS_INNER_UPPER)] + face_pts[topo.as_index(topo.LIPS_INNER_LOWER)])
+        self._shadow(out, mid, closed=False, opacity=SEAM_OPACITY)
+
+    def _shadow(self, out: np.ndarray, line: np.ndarray, closed: bool, opacity: float) -> None:
+        """Darken a soft band along a polyline (N, 2) in image pixels, in place."""
         width = max(SEAM_WIDTH * self.face.face_width, 1.0)
-        x0, y0 = np.floor(mid.min(0) - 2 * width).astype(int)
-        x1, y1 = np.ceil(mid.max(0) + 2 * width).astype(int)
+        x0, y0 = np.floor(line.min(0) - 2 * width).astype(int)
+        x1, y1 = np.ceil(line.max(0) + 2 * width).astype(int)
         h, w = out.shape[:2]
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
         if x1 <= x0 or y1 <= y0:
             return
         m = np.zeros((y1 - y0, x1 - x0), np.float32)
-        pts = np.round((mid - [x0, y0]) * (1 << SUPERSAMPLE_SHIFT)).astype(np.int32)
-        cv2.polylines(m, [pts], False, 1.0, max(1, int(round(width))), cv2.LINE_AA, SUPERSAMPLE_SHIFT)
+        pts = np.round((line - [x0, y0]) * (1 << SUPERSAMPLE_SHIFT)).astype(np.int32)
+        cv2.polylines(m, [pts], closed, 1.0, max(1, int(round(width))), cv2.LINE_AA, SUPERSAMPLE_SHIFT)
         m = cv2.GaussianBlur(m, (0, 0), 0.5 * width)  # a soft shadow, not a drawn line
-        shade = 1 - (SEAM_OPACITY * (1 - SEAM_DARKEN) / max(m.max(), 1e-6)) * m
+        shade = 1 - (opacity * (1 - SEAM_DARKEN) / max(m.max(), 1e-6)) * m
         patch = out[y0:y1, x0:x1].astype(np.float32)
         out[y0:y1, x0:x1] = cv2.multiply(patch, cv2.merge([shade] * 3)).astype(np.uint8)
 
@@ -138,31 +143,37 @@ class MouthPainter:
         m = np.zeros(shape, np.float32)
         pts = np.round(poly * (1 << SUPERSAMPLE_SHIFT)).astype(np.int32)
         cv2.fillPoly(m, [pts], 1.0, lineType=cv2.LINE_AA, shift=SUPERSAMPLE_SHIFT)
+        cv2.polylines(m, [pts], True, 1.0, EDGE_GROW_PX, cv2.LINE_AA, SUPERSAMPLE_SHIFT)
         return m
 
-    def _interior(self, shape, origin, frame: MotionFrame, opening: float) -> np.ndarray:
+    def _interior(self, shape, origin, frame: MotionFrame, opening: float,
+                  mask: np.ndarray) -> np.ndarray:
         hh, ww = shape
         up_edge, lo_edge, scale = self._teeth_lines(frame)
         up_edge, lo_edge = up_edge - origin, lo_edge - origin
-        # Cavity: darker when the mouth is barely open (less light gets in).
+        # Cavity: darker when the mouth is barely open (less light gets in) and deeper
+        # inside, away from the lips' edge.
         light = np.clip(opening / (0.12 * scale), 0.35, 1.0)
-        img = np.empty((hh, ww, 3), np.float32)
-        img[:] = self.cavity * light
+        inside = cv2.distanceTransform((mask > 0.5).astype(np.uint8), cv2.DIST_L2, 3)
+        depth = np.clip(inside / (DEPTH_FALLOFF * scale), 0, 1)
+        shade = (light * (1 - (1 - DEPTH_SHADE) * depth)).astype(np.float32)
+        img = cv2.merge([shade * c for c in self.cavity])
         # Tongue: an ellipse resting behind the lower teeth.
         mid = lo_edge[len(lo_edge) // 2]
         width = np.linalg.norm(lo_edge[-1] - lo_edge[0])
-        cv2.ellipse(img, (int(mid[0]), int(mid[1] + 0.02 * scale)),
-                    (max(1, int(0.3 * width)), max(1, int(0.05 * scale))), 0, 180, 360,
+        cv2.ellipse(img, (int(mid[0]), int(mid[1] + 0.01 * scale)),
+                    (max(1, int(0.3 * width)), max(1, int(0.045 * scale))), 0, 180, 360,
                     (self.tongue * light).tolist(), -1, cv2.LINE_AA)
-        self._teeth(img, up_edge, +1, scale, light)
-        self._teeth(img, lo_edge, -1, scale, light)
-        return img
+        self._teeth(img, up_edge, +1, scale, light, TEETH_SPAN)
+        self._teeth(img, lo_edge, -1, scale, light, LOWER_TEETH_SPAN)
+        return cv2.GaussianBlur(img, (0, 0), max(SOFTEN * scale, 0.3))
 
-    def _teeth(self, img, edge: np.ndarray, direction: int, scale: float, light: float) -> None:
+    def _teeth(self, img, edge: np.ndarray, direction: int, scale: float, light: float,
+               span: float) -> None:
         """A band of teeth hanging from ``edge`` away from the opening (up for the upper
         row: direction +1 means the band extends upward from the biting edge)."""
         n = len(edge)
-        keep = int(round((1 - TEETH_SPAN) / 2 * (n - 1)))
+        keep = int(round((1 - span) / 2 * (n - 1)))
         biting = edge[keep: n - keep]
         root = biting.copy()
         root[:, 1] -= direction * TEETH_DEPTH * scale
