@@ -30,8 +30,9 @@ def speak(image, output, *, audio=None, text: str | None = None, transcript: str
           seed: int = 0, emotion: str | None = None, valence: float | None = None,
           arousal: float | None = None, head_motion: float = 1.0,
           gaze: tuple[float, float] = (0.0, 0.0), head_distance: float = 1.0,
-          motion: str = "rules", fps: float = VIDEO.fps, max_size: int | None = None,
-          export_motion=None, progress: bool = False, log=None) -> SpeakResult:
+          motion: str = "rules", checkpoint=None, fps: float = VIDEO.fps,
+          max_size: int | None = None, export_motion=None, progress: bool = False,
+          log=None) -> SpeakResult:
     """Write an mp4 of the person in ``image`` saying ``audio`` (a file) or ``text``.
 
     ``image`` is a path or an (H, W, 3) RGB uint8 array. Exactly one of ``audio`` and
@@ -41,5 +42,7 @@ def speak(image, output, *, audio=None, text: str | None = None, transcript: str
     """
     controls = make_controls(emotion, valence, arousal, head_motion, gaze, head_distance)
     return _speak(image, output, audio=audio, text=text, transcript=transcript,
-                  controls=controls, seed=seed, method=motion, fps=fps, max_size=max_size,
+                  controls=controls, seed=seed, method=motion,
+                  generator_options={"checkpoint": checkpoint} if checkpoint else {},
+                  fps=fps, max_size=max_size,
                   export_motion=export_motion, progress=progress, log=log or (lambda _: None))

@@ -67,8 +67,8 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def generate_motion(speech: Speech, features: AudioFeatures, controls: Controls = Controls(),
-                    seed: int = 0, method: str = "rules") -> MotionSeq:
-    return get_generator(method).generate(speech, features, controls, seed=seed)
+                    seed: int = 0, method: str = "rules", **generator_options) -> MotionSeq:
+    return get_generator(method, **generator_options).generate(speech, features, controls, seed=seed)
 
 
 ENCODE_QUEUE = 8  # frames rendered ahead of the encoder: bounded, so memory stays flat
@@ -147,14 +147,16 @@ class _BackgroundWriter:
 
 def speak(image, output, audio=None, text: str | None = None, transcript: str | None = None,
           controls: Controls = Controls(), seed: int = 0, method: str = "rules",
-          fps: float = VIDEO.fps, max_size: int | None = None, export_motion=None,
-          progress: bool = True, log: Log = _silent) -> SpeakResult:
+          generator_options: dict | None = None, fps: float = VIDEO.fps,
+          max_size: int | None = None, export_motion=None, progress: bool = True,
+          log: Log = _silent) -> SpeakResult:
     """Portrait + speech -> talking video at ``output``. See avatar.api.speak."""
     from avatar.audio.speech import load_speech
     from avatar.motion.io import write_motion
 
     output = Path(output)
     _check_output(output)
+    generator = get_generator(method, **(generator_options or {}))  # fail early on a bad model
     timings = {}
     t0 = time.perf_counter()
     log("reading the portrait and tracking the face")
@@ -163,7 +165,7 @@ def speak(image, output, audio=None, text: str | None = None, transcript: str | 
     log("synthesising speech" if text is not None else "analysing the speech")
     speech, features = load_speech(audio_path=audio, text=text, transcript=transcript, fps=fps)
     t2 = time.perf_counter()
-    motion = generate_motion(speech, features, controls, seed, method)
+    motion = generator.generate(speech, features, controls, seed=seed)
     t3 = time.perf_counter()
     if export_motion is not None:
         write_motion(motion, export_motion)

@@ -1,0 +1,1 @@
+"""Training of learned motion generators on prepared datasets (``avatar prepare``)."""
