@@ -79,6 +79,14 @@ class Cond:
         """A copy with ``present[name]`` replaced by the (B,) bool ``flags``."""
         return Cond(self.values, {**self.present, name: flags})
 
+    @classmethod
+    def cat(cls, conds: "Iterable[Cond]") -> "Cond":
+        """Stack batches with the same condition names along the batch axis."""
+        conds = list(conds)
+        names = list(conds[0].values)
+        return cls({n: torch.cat([c.values[n] for c in conds]) for n in names},
+                   {n: torch.cat([c.present[n] for c in conds]) for n in names})
+
     def select(self, index) -> "Cond":
         """The samples ``index`` (an int list, slice or bool mask) of every condition."""
         return Cond({n: v[index] for n, v in self.values.items()},
