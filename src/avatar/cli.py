@@ -57,7 +57,8 @@ def _positive(kind):
 def _add_common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("motion")
     g.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same video (default 0)")
-    g.add_argument("--motion", default="rules", metavar="NAME", help="motion generator (default: rules)")
+    g.add_argument("--motion", default="rules", metavar="NAME", help="motion generator: rules or vasa (default: rules)")
+    g.add_argument("--checkpoint", metavar="CKPT", help="trained model of a learned generator (--motion vasa)")
     g.add_argument("--emotion", choices=sorted(EMOTIONS), help="named emotion preset")
     g.add_argument("--valence", type=float, metavar="V", help="-1 (negative) .. 1 (positive); overrides the preset")
     g.add_argument("--arousal", type=float, metavar="A", help="-1 (calm) .. 1 (excited); overrides the preset")
@@ -99,14 +100,67 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Write a demo video: the bundled portrait saying a built-in sentence.")
     dp.add_argument("-o", "--output", default=DEMO_OUTPUT, metavar="OUT.mp4", help=f"default {DEMO_OUTPUT}")
     _add_common(dp)
+
+    pp = sub.add_parser("prepare", help="track talking-face videos into a dataset for learning motion",
+                        description="Track each video (face mesh fitted into the motion space, audio "
+                                    "features, phones, voice activity) into one clip file per shot in "
+                                    "DATASET; unsuitable videos are skipped with the reason "
+                                    "(see DATASET/report.json). Runs resume where they stopped.")
+    pp.add_argument("videos", nargs="+", metavar="VIDEO", help="talking-face videos (mp4, mov, mkv, ...)")
+    pp.add_argument("-o", "--output", required=True, metavar="DATASET", help="dataset folder (created if needed)")
+    pp.add_argument("--force", action="store_true", help="prepare again videos that are already in the dataset")
+    pp.add_argument("--fps", type=_positive(float), help="frame rate of the clips (default: each video's own)")
+    pp.add_argument("--val-fraction", type=float, default=0.15, metavar="F",
+                    help="share of each clip held out for validation (default 0.15)")
+    pp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    pp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                    help="show tracebacks and native logs on errors")
+    tp = sub.add_parser("train", help="train a learned motion generator on a prepared dataset",
+                        description="Train a motion generator on a dataset made by `avatar prepare`; "
+                                    "the checkpoint with the best validation loss is kept at -o.")
+    tp.add_argument("--method", default="vasa", choices=["vasa"], help="generator to train (default vasa)")
+    tp.add_argument("--data", required=True, metavar="DATASET", help="dataset folder from `avatar prepare`")
+    tp.add_argument("-o", "--output", required=True, metavar="CKPT", help="checkpoint to write (.safetensors)")
+    tp.add_argument("--minutes", type=_positive(float), default=30.0, help="training time budget (default 30)")
+    tp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    tp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    tp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                    help="show tracebacks and native logs on errors")
     return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from avatar.training.dataset import load_dataset
+    from avatar.training.vasa import TrainSettings, train_vasa
+
+    log = _log(args.quiet)
+    clips = load_dataset(args.data)
+    log(f"training {args.method} on {len(clips)} clip(s) for up to {args.minutes:g} min")
+    report = train_vasa(clips, args.output, settings=TrainSettings(minutes=args.minutes, seed=args.seed), log=log)
+    log(f"best validation loss {report['best_val']:.4f} after {report['steps']} steps "
+        f"({report['minutes']:.1f} min); wrote {args.output}")
+    return 0
 
 
 def _log(quiet: bool):
     return (lambda msg: None) if quiet else (lambda msg: print(f"avatar: {msg}", file=sys.stderr))
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    from avatar.data.prepare import prepare_videos
+
+    report = prepare_videos(args.videos, args.output, fps=args.fps, val_fraction=args.val_fraction,
+                            force=args.force, progress=not args.quiet, log=_log(args.quiet))
+    _log(args.quiet)(f"{len(report.prepared)} video(s) in the dataset ({len(report.clips)} clip(s)), "
+                     f"{len(report.skipped)} skipped; see {report.path}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.command == "prepare":
+        return _prepare(args)
+    if args.command == "train":
+        return _train(args)
     from avatar.api import speak
 
     log = _log(args.quiet)
@@ -118,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
     result = speak(image, args.output, audio=audio, text=text, transcript=transcript,
                    seed=args.seed, emotion=args.emotion, valence=args.valence, arousal=args.arousal,
                    head_motion=args.head_motion, gaze=(math.radians(gx), math.radians(gy)),
-                   head_distance=args.head_distance, motion=args.motion, fps=args.fps,
+                   head_distance=args.head_distance, motion=args.motion, checkpoint=args.checkpoint,
+                   fps=args.fps,
                    max_size=args.max_size, export_motion=args.export_motion,
                    progress=not args.quiet, log=log)
     t = result.timings

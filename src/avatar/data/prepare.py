@@ -1,0 +1,337 @@
+"""``avatar prepare``: real talking-face videos -> a dataset of clips for learning motion.
+
+Per video: decode and track the face mesh frame by frame (streaming), cut it into shots
+at scene cuts, and for every usable shot fit the mesh into the motion space (relative to
+a neutral-looking reference frame of that shot), analyse its audio (features, voice
+activity, recognised phones) and hold out a validation range. Each shot becomes one clip
+file (avatar.data.clip); ``report.json`` lists what became of every video and why.
+
+Unsuitable videos are skipped with a reason (``VideoReport.code``): unreadable, no audio,
+no face, several faces, face lost for too long, too short, or only short shots between
+scene cuts. Runs resume: videos whose clips are already there are kept (unless ``force``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from avatar.audio.align import default_aligner
+from avatar.audio.features import extract_features
+from avatar.audio.speech import DIGITAL_SILENCE, cover_timeline
+from avatar.audio.types import Audio
+from avatar.audio.vad import SPEECH_THRESHOLD, voice_activity
+from avatar.config import AUDIO
+from avatar.data.clip import Clip, ReferenceFace, clip_path, ranges_mask, read_clip_meta, save_clip
+from avatar.data.fitting import BatchActionFitter
+from avatar.data.report import (KEPT, PREPARED, SKIPPED, PrepareReport, VideoReport, load_report,
+                                report_path, save_report)
+from avatar.data.track import (MAX_FACES, TrackedVideo, choose_reference, fill_gaps, missing_runs,
+                               resample_frames, scene_cuts, track_frames)
+from avatar.errors import AvatarError
+from avatar.face.model import FaceModel
+from avatar.face.tracker import FaceObservation, FaceTracker
+from avatar.video.reader import VideoInfo, iter_frames, probe, read_audio_track
+
+Log = Callable[[str], None]
+
+DEFAULT_VAL_FRACTION = 0.15
+MIN_VAL_SECONDS = 2.0  # a validation range is at least this long when the clip allows
+MAX_VAL_SHARE = 0.5  # ... but never more than this share of the clip
+MIN_CLIP_SECONDS = 2.0  # shorter shots are not worth a clip
+MIN_FACE_SHARE = 0.9  # a shot needs a face in at least this share of its frames
+MAX_GAP_SECONDS = 0.5  # longer stretches without a face are not interpolated
+MAX_EXTRA_FACE_SHARE = 0.05  # more frames with a second face than this: several faces
+
+# Why a video (or shot) is skipped: VideoReport.code
+UNREADABLE, NO_AUDIO, NO_FACE, SEVERAL_FACES, FACE_LOST, TOO_SHORT, SCENE_CUT, DUPLICATE = (
+    "unreadable", "no_audio", "no_face", "several_faces", "face_lost", "too_short", "scene_cut",
+    "duplicate_name")
+
+
+class Unsuitable(AvatarError):
+    """A video (or shot) that cannot become a clip; ``code`` says why in one word."""
+
+    def __init__(self, code: str, what: str, where: str | None = None):
+        self.code = code
+        super().__init__(what, where)
+
+
+@dataclass(frozen=True)
+class Options:
+    fps: float | None  # None: each video's own frame rate
+    val_fraction: float
+    progress: bool
+
+
+# -- the run ------------------------------------------------------------------------------
+def prepare_videos(paths: Iterable, out_dir, fps: float | None = None,
+                   val_fraction: float = DEFAULT_VAL_FRACTION, force: bool = False,
+                   progress: bool = True, log: Log = print) -> PrepareReport:
+    """Prepare every video of ``paths`` into the dataset folder ``out_dir`` (created if needed).
+
+    Videos whose clips already exist are kept unless ``force``; videos skipped before are
+    skipped again without work while their file is unchanged. The report file is updated
+    after every video, so an interrupted run loses at most the video in progress.
+    """
+    _check_options(fps, val_fraction)
+    out_dir = _dataset_folder(out_dir)
+    entries = load_report(out_dir)
+    options = Options(fps, val_fraction, progress)
+    done: list[VideoReport] = []
+    for path in (Path(p).resolve() for p in paths):
+        if any(v.name == path.stem for v in done):
+            entry = _skipped(path, Unsuitable(DUPLICATE, "another video of this run has the same name"))
+        else:
+            entry = _prepare_or_resume(path, out_dir, entries.get(path.stem), options, force)
+        done.append(entry)
+        entries[entry.name] = replace(entry, status=PREPARED if entry.status == KEPT else entry.status)
+        save_report(entries, out_dir)
+        log(_summary(entry))
+    return PrepareReport(report_path(out_dir), done)
+
+
+def _check_options(fps: float | None, val_fraction: float) -> None:
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise AvatarError(f"invalid frame rate {fps!r}", "--fps", "use a positive fps, e.g. 25")
+    if not 0.0 <= val_fraction < 1.0:
+        raise AvatarError(f"invalid validation fraction {val_fraction!r}", "--val-fraction",
+                          "use a share in [0, 1), e.g. 0.15")
+
+
+def _dataset_folder(out_dir) -> Path:
+    """The dataset folder, created if needed; AvatarError if it cannot be."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise AvatarError(f"cannot create the dataset folder ({e.strerror or e})", str(out_dir),
+                          "choose a folder path you can write to") from None
+    return out_dir
+
+
+def _summary(entry: VideoReport) -> str:
+    """One log line about a video."""
+    if entry.status == SKIPPED:
+        return f"skipped {entry.name}: {entry.reason}"
+    if entry.status == KEPT:
+        return f"kept {entry.name}: already prepared ({len(entry.clips)} clip(s))"
+    note = f"; {entry.reason}" if entry.reason else ""
+    return (f"prepared {entry.name}: {len(entry.clips)} clip(s), {entry.duration:.1f} s of video in "
+            f"{entry.processing_seconds:.1f} s ({entry.realtime_factor:.2f}x real time){note}")
+
+
+def _source_stamp(path: Path) -> tuple[int | None, float | None]:
+    """(size, mtime) of a file, or (None, None) if it cannot be read."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None, None
+    return stat.st_size, stat.st_mtime
+
+
+def _skipped(path: Path, error: AvatarError) -> VideoReport:
+    size, mtime = _source_stamp(path)
+    return VideoReport(path.stem, str(path), SKIPPED, code=getattr(error, "code", UNREADABLE),
+                       reason=error.what, source_size=size, source_mtime=mtime)
+
+
+# -- resuming -----------------------------------------------------------------------------
+def _clip_belongs_to(out_dir: Path, name: str, source: Path) -> bool | None:
+    """True if a valid clip file ``name`` of ``source`` exists, False if it is another
+    video's, None if there is no valid clip file."""
+    try:
+        meta = read_clip_meta(clip_path(out_dir, name))
+    except AvatarError:
+        return None
+    return meta.get("source") == str(source)
+
+
+def _resumed(path: Path, out_dir: Path, previous: VideoReport | None) -> VideoReport | None:
+    """The earlier result for ``path`` if it still holds, else None (prepare it)."""
+    if previous is not None and previous.source == str(path) and previous.status == SKIPPED:
+        unchanged = (previous.source_size, previous.source_mtime) == _source_stamp(path)
+        return previous if unchanged else None
+    names = previous.clips if previous is not None and previous.clips else [path.stem]
+    owners = [_clip_belongs_to(out_dir, name, path) for name in names]
+    if False in owners:
+        return _skipped(path, Unsuitable(DUPLICATE, f"the dataset already has a clip {names[owners.index(False)]!r} "
+                                                    "from another video; rename this one"))
+    if all(owners):
+        base = previous or VideoReport(path.stem, str(path), KEPT, clips=names)
+        return replace(base, status=KEPT)
+    return None
+
+
+def _prepare_or_resume(path: Path, out_dir: Path, previous: VideoReport | None, options: Options,
+                       force: bool) -> VideoReport:
+    if not force:
+        resumed = _resumed(path, out_dir, previous)
+        if resumed is not None:
+            return resumed
+    started = time.perf_counter()
+    try:
+        clips, notes = prepare_video(path, options)
+    except Unsuitable as error:
+        entry = _skipped(path, error)
+    except AvatarError as error:  # the reader's "cannot open / damaged" errors
+        entry = _skipped(path, Unsuitable(UNREADABLE, error.what))
+    else:
+        for clip in clips:
+            save_clip(clip, clip_path(out_dir, clip.name))
+        size, mtime = _source_stamp(path)
+        entry = VideoReport(path.stem, str(path), PREPARED, clips=[c.name for c in clips], reason=notes,
+                            num_frames=sum(c.num_frames for c in clips), source_size=size, source_mtime=mtime)
+    entry.processing_seconds = time.perf_counter() - started
+    entry.duration = _video_duration(path)
+    _remove_stale_clips(out_dir, previous, entry)
+    return entry
+
+
+def _video_duration(path: Path) -> float:
+    try:
+        return probe(path).duration
+    except AvatarError:
+        return 0.0
+
+
+def _remove_stale_clips(out_dir: Path, previous: VideoReport | None, entry: VideoReport) -> None:
+    """Delete clip files an earlier run made from this video that the new run did not."""
+    if previous is None or previous.source != entry.source:
+        return
+    for name in set(previous.clips) - set(entry.clips):
+        clip_path(out_dir, name).unlink(missing_ok=True)
+
+
+# -- one video ----------------------------------------------------------------------------
+def prepare_video(path, options: Options) -> tuple[list[Clip], str | None]:
+    """All usable clips of one video and notes on what was left out (None if nothing).
+
+    Raises Unsuitable when no clip can be made, AvatarError when the file is unreadable.
+    """
+    path = Path(path).resolve()
+    info = probe(path)
+    audio = _speech_track(path, info)
+    tracked = _track_video(path, info, options)
+    if tracked.num_frames == 0:
+        raise Unsuitable(UNREADABLE, "no video frames could be decoded")
+    if not tracked.tracked.any():
+        raise Unsuitable(NO_FACE, "no face found in the video")
+    cuts = scene_cuts(tracked.change, tracked.fps)
+    shots = _shots(tracked.num_frames, cuts)
+    clips, problems = [], []
+    for index, (start, end) in enumerate(shots):
+        name = path.stem if len(shots) == 1 else f"{path.stem}_shot{index + 1}"
+        try:
+            clips.append(_make_clip(name, path, tracked, audio, start, end, options))
+        except Unsuitable as problem:
+            problems.append((start, problem))
+    return _usable(clips, problems, cuts, tracked.fps)
+
+
+def _usable(clips: list[Clip], problems: list, cuts: list[int], fps: float) -> tuple[list[Clip], str | None]:
+    """The clips and a note about the dropped shots; Unsuitable if there are no clips."""
+    cut_note = f"scene cuts at {', '.join(f'{c / fps:.1f} s' for c in cuts)}" if cuts else ""
+    dropped = "; ".join(f"shot at {start / fps:.1f} s: {p.what}" for start, p in problems)
+    if not clips:
+        if not cuts:
+            raise problems[0][1]
+        raise Unsuitable(SCENE_CUT, f"{cut_note}, and no usable shot ({dropped})")
+    notes = [n for n in (cut_note and f"split at {cut_note}", dropped and f"dropped {dropped}") if n]
+    return clips, "; ".join(notes) or None
+
+
+def _speech_track(path: Path, info: VideoInfo) -> Audio:
+    """The soundtrack at the analysis rate; Unsuitable if there is none or it is silent."""
+    if not info.has_audio:
+        raise Unsuitable(NO_AUDIO, "the video has no audio track")
+    audio = read_audio_track(path, AUDIO.sample_rate)
+    if audio.samples.size == 0 or float(np.max(np.abs(audio.samples))) < DIGITAL_SILENCE:
+        raise Unsuitable(NO_AUDIO, "the audio track is silent")
+    return audio
+
+
+def _track_video(path: Path, info: VideoInfo, options: Options) -> TrackedVideo:
+    """Face mesh of every frame at the dataset frame rate, with a progress bar."""
+    from tqdm import tqdm
+
+    fps = options.fps or info.fps
+    frames = resample_frames(iter_frames(path), info.fps, fps)
+    with FaceTracker(static=False, max_faces=MAX_FACES) as tracker, \
+            tqdm(total=info.num_frames, desc=path.stem, unit="frame", disable=not options.progress,
+                 leave=False, mininterval=0.5) as bar:
+        return track_frames(frames, tracker, fps, (info.width, info.height), on_frame=bar.update)
+
+
+def _shots(num_frames: int, cuts: list[int]) -> list[tuple[int, int]]:
+    """[start, end) frame ranges between scene cuts."""
+    edges = [0, *cuts, num_frames]
+    return [(s, e) for s, e in zip(edges[:-1], edges[1:]) if e > s]
+
+
+# -- one shot -----------------------------------------------------------------------------
+def _check_shot(tracked: np.ndarray, extra_faces: np.ndarray, fps: float) -> None:
+    """Raise Unsuitable unless a shot ((T,) face found, (T,) extra faces) can be a clip."""
+    if len(tracked) < MIN_CLIP_SECONDS * fps:
+        raise Unsuitable(TOO_SHORT, f"shorter than {MIN_CLIP_SECONDS:g} s")
+    if not tracked.any() or tracked.mean() < MIN_FACE_SHARE:
+        raise Unsuitable(NO_FACE, f"a face was found in only {tracked.mean():.0%} of the frames")
+    if (extra_faces > 0).mean() > MAX_EXTRA_FACE_SHARE:
+        raise Unsuitable(SEVERAL_FACES, f"several faces in {(extra_faces > 0).mean():.0%} of the frames")
+    start, end = max(missing_runs(tracked), key=lambda r: r[1] - r[0], default=(0, 0))
+    if end - start > MAX_GAP_SECONDS * fps:
+        raise Unsuitable(FACE_LOST, f"the face is lost for {(end - start) / fps:.1f} s at {start / fps:.1f} s")
+
+
+def _make_clip(name: str, path: Path, video: TrackedVideo, audio: Audio, start: int, end: int,
+               options: Options) -> Clip:
+    """Frames [start, end) of a tracked video as a clip (Unsuitable if they cannot be one)."""
+    tracked = video.tracked[start:end]
+    _check_shot(tracked, video.extra_faces[start:end], video.fps)
+    landmarks = fill_gaps(video.landmarks[start:end], tracked)  # (T, 478, 3)
+    validation = validation_ranges(end - start, video.fps, options.val_fraction)
+    reference = choose_reference(landmarks, tracked & ~ranges_mask(validation, end - start))
+    face = FaceModel.from_observation(FaceObservation(landmarks[reference], video.size))
+    motion, residual = BatchActionFitter(face).fit_all(landmarks, video.fps)
+    shot_audio = _audio_slice(audio, start / video.fps, end / video.fps)
+    features, phones = _analyse_audio(shot_audio, video.fps, end - start)
+    return Clip(name=name, fps=video.fps, motion=motion, landmarks=landmarks, tracked=tracked,
+                fit_residual=residual, features=features, phones=phones,
+                validation=validation,
+                reference=ReferenceFace.from_model(face, reference), source=str(path),
+                video_size=video.size, start_frame=start,
+                meta={"speech_share": float(np.mean(features.vad > SPEECH_THRESHOLD)),
+                      "tracked_share": float(tracked.mean()),
+                      "mean_fit_residual": float(residual.mean())})
+
+
+def _audio_slice(audio: Audio, start: float, end: float) -> Audio:
+    """The samples between ``start`` and ``end`` seconds."""
+    rate = audio.sample_rate
+    return Audio(audio.samples[round(start * rate): round(end * rate)], rate)
+
+
+def _analyse_audio(audio: Audio, fps: float, num_frames: int):
+    """(AudioFeatures, phones covering [0, num_frames / fps]) of a shot's audio."""
+    vad = voice_activity(audio, fps, num_frames)  # (T,)
+    features = extract_features(audio, fps, num_frames=num_frames, vad=vad)
+    phones = default_aligner().recognize(audio) if audio.samples.size else []
+    return features, cover_timeline(phones, num_frames / fps)
+
+
+def validation_ranges(num_frames: int, fps: float, fraction: float) -> list[tuple[int, int]]:
+    """The held-out [start, end) frame range: the last ``fraction`` of the clip, at least
+    MIN_VAL_SECONDS when the clip allows, at most MAX_VAL_SHARE of it; [] for fraction 0."""
+    if fraction <= 0 or num_frames < 2:
+        return []
+    size = max(round(fraction * num_frames), round(MIN_VAL_SECONDS * fps))
+    size = max(1, min(size, int(MAX_VAL_SHARE * num_frames)))
+    return [(num_frames - size, num_frames)]
+
+
