@@ -8,7 +8,7 @@ import avatar
 from avatar.cli import main
 from avatar.data import load_clip, prepare_videos, save_clip
 from avatar.data.clip import clip_path
-from avatar.data.fitting import bounded_least_squares
+from avatar.face.fit import bounded_least_squares
 from avatar.data.prepare import validation_ranges
 from avatar.data.report import KEPT, PREPARED, SKIPPED, load_report
 from avatar.data.track import resample_frames, scene_cuts

@@ -29,7 +29,7 @@ from avatar.audio.types import Audio
 from avatar.audio.vad import SPEECH_THRESHOLD, voice_activity
 from avatar.config import AUDIO
 from avatar.data.clip import Clip, ReferenceFace, clip_path, ranges_mask, read_clip_meta, save_clip
-from avatar.data.fitting import BatchActionFitter
+from avatar.face.fit import ActionFitter
 from avatar.data.report import (KEPT, PREPARED, SKIPPED, PrepareReport, VideoReport, load_report,
                                 report_path, save_report)
 from avatar.data.track import (MAX_FACES, TrackedVideo, choose_reference, fill_gaps, missing_runs,
@@ -298,7 +298,7 @@ def _make_clip(name: str, path: Path, video: TrackedVideo, audio: Audio, start: 
     validation = validation_ranges(end - start, video.fps, options.val_fraction)
     reference = choose_reference(landmarks, tracked & ~ranges_mask(validation, end - start))
     face = FaceModel.from_observation(FaceObservation(landmarks[reference], video.size))
-    motion, residual = BatchActionFitter(face).fit_all(landmarks, video.fps)
+    motion, residual = ActionFitter(face).fit_all(landmarks, video.fps)
     shot_audio = _audio_slice(audio, start / video.fps, end / video.fps)
     features, phones = _analyse_audio(shot_audio, video.fps, end - start)
     return Clip(name=name, fps=video.fps, motion=motion, landmarks=landmarks, tracked=tracked,

@@ -49,7 +49,11 @@ def train_vasa(clips, out_path, config: VasaConfig = VasaConfig(), settings: Tra
 
     torch.manual_seed(settings.seed)
     torch.set_num_threads(settings.threads)
-    config = replace(config, fps=float(clips[0].fps))
+    rates = sorted({float(c.fps) for c in clips})
+    if len(rates) > 1:
+        raise AvatarError(f"the dataset mixes frame rates {rates}", None,
+                          "prepare it again with one rate, e.g. avatar prepare --fps 25 ...")
+    config = replace(config, fps=rates[0])
     train, val = sources(clips, "train"), sources(clips, "val")
     N, K = config.window, config.prefix
     train_picks = _all_starts(train, N, K)
