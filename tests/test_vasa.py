@@ -109,3 +109,15 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
         get_generator("vasa")
     with pytest.raises(AvatarError, match="checkpoint not found"):
         get_generator("vasa", checkpoint=tmp_path / "none.safetensors")
+
+
+def test_checkpoint_loads_alone_in_a_fresh_process(trained):
+    """Nothing imported beforehand: the checkpoint alone rebuilds the generator."""
+    import subprocess
+    import sys
+
+    path, _, _ = trained
+    code = ("from avatar.diffusion.checkpoint import load_model; "
+            f"m = load_model({str(path)!r}); print(m.kind, m.config['window'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["vasa", "16"]

@@ -27,6 +27,7 @@ FORMAT = "avatar-diffusion-checkpoint"
 FORMAT_VERSION = 1
 # Modules whose classes register themselves on import; loaded before a lookup.
 BUILTIN_MODULES = ("avatar.diffusion.edm", "avatar.diffusion.transformer")
+TRUSTED_PACKAGE = "avatar."
 
 _REGISTRY: dict[str, type] = {}
 M = TypeVar("M", bound=type)
@@ -51,13 +52,16 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
     kind = getattr(type(model), "kind", None)
     if kind is None or _REGISTRY.get(kind) is not type(model):
         raise TypeError(f"{type(model).__qualname__} is not a registered model (use @register_model)")
-    return {"kind": kind, "config": model.to_config()}
+    return {"kind": kind, "module": type(model).__module__, "config": model.to_config()}
 
 
 def build_model(spec: dict[str, Any]) -> nn.Module:
     """A fresh (untrained) model from its spec."""
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
+    # The defining module registers the class when imported; only avatar's own modules are
+    # imported from a checkpoint's metadata.
+    module = spec.get("module", "")
+    for name in BUILTIN_MODULES + ((module,) if module.startswith(TRUSTED_PACKAGE) else ()):
+        importlib.import_module(name)
     cls = _REGISTRY.get(spec.get("kind"))
     if cls is None:
         raise AvatarError(f"unknown model kind {spec.get('kind')!r}", None,
