@@ -31,11 +31,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", help="trained vasa checkpoint")
     ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2 = this machine)")
     args = ap.parse_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
     speech, features = avatar.load_speech(text=SENTENCE * max(1, round(args.seconds / 5)))
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = args.checkpoint or untrained_vasa(Path(tmp))
