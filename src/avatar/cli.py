@@ -126,7 +126,53 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     tp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                     help="show tracebacks and native logs on errors")
+    _add_evaluate(sub)
     return parser
+
+
+def _checkpoint_arg(value: str) -> tuple[str, str]:
+    """'METHOD=CKPT' -> (method, path)."""
+    method, sep, path = value.partition("=")
+    if not sep or not method or not path:
+        raise argparse.ArgumentTypeError("expected METHOD=CHECKPOINT, e.g. vasa=vasa.safetensors")
+    return method, path
+
+
+def _add_evaluate(sub) -> None:
+    ep = sub.add_parser("evaluate", help="compare motion generators on held-out time of a prepared dataset",
+                        description="Run every generator on the held-out (validation) ranges of a dataset "
+                                    "from `avatar prepare` and measure lip sync, head motion, blinks, "
+                                    "CAPP, diversity and Frechet distance against the real motion; writes "
+                                    "metrics.md/.csv, results.json and PNG plots to OUTDIR.")
+    ep.add_argument("--data", required=True, metavar="DATASET", help="dataset folder from `avatar prepare`")
+    ep.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for tables and plots")
+    ep.add_argument("--methods", nargs="+", default=["rules"], metavar="NAME", help="generators (default: rules)")
+    ep.add_argument("--checkpoint", type=_checkpoint_arg, action="append", default=[], metavar="METHOD=CKPT",
+                    help="checkpoint of a learned generator, e.g. vasa=vasa.safetensors (repeatable)")
+    ep.add_argument("--seeds", type=_positive(int), default=3, help="seeds per generator and segment (default 3)")
+    ep.add_argument("--capp", metavar="CKPT", help="trained CAPP model (default: train one on the dataset's "
+                                                    "training frames, cached in OUTDIR)")
+    ep.add_argument("--capp-steps", type=_positive(int), default=1500, metavar="N",
+                    help="training steps of the CAPP model when it is trained (default 1500)")
+    ep.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    ep.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                    help="show tracebacks and native logs on errors")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from avatar.eval import evaluate
+    from avatar.metrics.capp import TrainOptions
+
+    checkpoints = dict(args.checkpoint)
+    unknown = sorted(set(checkpoints) - set(args.methods))
+    if unknown:
+        raise AvatarError(f"checkpoint given for {', '.join(unknown)}, which is not among --methods",
+                          "--checkpoint", f"add it to --methods ({' '.join(args.methods)})")
+    generators = [(m, {"checkpoint": checkpoints[m]}) if m in checkpoints else m for m in args.methods]
+    result = evaluate(args.data, generators, args.output, seeds=args.seeds, capp_checkpoint=args.capp,
+                      capp_options=TrainOptions(steps=args.capp_steps), log=_log(args.quiet))
+    _log(args.quiet)(f"table: {Path(args.output) / 'metrics.md'} ({len(result.files)} files)")
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -161,6 +207,8 @@ def run(args: argparse.Namespace) -> int:
         return _prepare(args)
     if args.command == "train":
         return _train(args)
+    if args.command == "evaluate":
+        return _evaluate(args)
     from avatar.api import speak
 
     log = _log(args.quiet)
