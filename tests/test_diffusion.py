@@ -329,3 +329,15 @@ def test_checkpoint_errors(tmp_path):
         load_model(foreign)
     with pytest.raises(TypeError, match="not a registered model"):
         save_model(tmp_path / "x.safetensors", torch.nn.Linear(2, 2))
+
+
+def test_frame_conditions_may_cover_the_prefix_frames(model):
+    """Audio given for K + T frames: its first K frames (the previous window's audio,
+    VASA-1) reach the output; T-frame audio is the same as K + T with a null prefix part."""
+    x, sigma, cond = torch.randn(1, T, C), torch.tensor([1.0]), make_cond(1)
+    lead = torch.randn(1, K, CA)
+    longer = Cond.of(audio=torch.cat([lead, cond["audio"]], 1), gaze=cond["gaze"], prefix=cond["prefix"])
+    other = Cond.of(audio=torch.cat([lead * 5, cond["audio"]], 1), gaze=cond["gaze"], prefix=cond["prefix"])
+    with torch.no_grad():
+        assert not torch.allclose(model(x, sigma, longer), model(x, sigma, other))
+        assert not torch.allclose(model(x, sigma, longer), model(x, sigma, cond))

@@ -4,7 +4,8 @@ F(x_in, c_noise, cond) -> (B, T, C), to be wrapped by :class:`~avatar.diffusion.
 Tokens are motion frames. Conditions (all optional, all droppable per sample):
 
 - per-frame conditions ``cond[name]`` (B, T, C_name), e.g. audio features: projected and
-  added to the frame tokens;
+  added to the frame tokens; given for K + T frames (B, K+T, C_name), their first K frames
+  go to the prefix tokens (VASA-1 conditions on the previous window's audio as well);
 - global conditions ``cond[name]`` (B, C_name), e.g. gaze, head distance, emotion:
   projected and added to the noise embedding (as KeyFace adds audio/emotion to the
   timestep embedding), which is added to every token;
@@ -135,14 +136,18 @@ class MotionTransformer(nn.Module):
         K = cfg.prefix_frames
         cond = Cond({}) if cond is None else cond
         h = self.in_proj(x)  # (B, T, D)
-        for name, proj in self.frame_proj.items():
-            h = h + self._embed(proj, self.frame_null[name], cond, name, B)  # (B, T, D)
-        emb = self.noise_mlp(sinusoidal(NOISE_EMB_SCALE * c_noise, cfg.width))  # (B, D)
-        for name, proj in self.global_proj.items():
-            emb = emb + self._embed(proj, self.global_null[name], cond, name, B)  # (B, D)
         if K:
             prefix = self._embed(self.prefix_proj, self.prefix_null, cond, PREFIX, B)  # (B, K, D) or (D,)
             h = torch.cat([prefix.expand(B, K, cfg.width), h], dim=1)  # (B, K+T, D)
+        for name, proj in self.frame_proj.items():
+            null = self.frame_null[name]
+            e = self._embed(proj, null, cond, name, B)  # (B, T or K+T, D) or (D,)
+            if K and e.dim() == 3 and e.shape[1] == T:  # nothing given for the prefix frames
+                e = torch.cat([null.expand(B, K, cfg.width), e], dim=1)  # (B, K+T, D)
+            h = h + e  # (B, K+T, D)
+        emb = self.noise_mlp(sinusoidal(NOISE_EMB_SCALE * c_noise, cfg.width))  # (B, D)
+        for name, proj in self.global_proj.items():
+            emb = emb + self._embed(proj, self.global_null[name], cond, name, B)  # (B, D)
         positions = torch.arange(-K, T, device=x.device)  # prefix frames come before frame 0
         h = h + sinusoidal(positions, cfg.width)[None] + emb[:, None]  # (B, K+T, D)
         for block in self.blocks:

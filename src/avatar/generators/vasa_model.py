@@ -83,13 +83,13 @@ class VasaModel(nn.Module):
         cfg = self.config
         N, K = cfg["window"], cfg["prefix"]
         T = len(audio)
-        a = self.normalise_audio(torch.from_numpy(_pad_to(audio, -(-T // N) * N)))  # (W*N, Ca)
+        a = self.normalise_audio(torch.from_numpy(with_lead_in(_pad_to(audio, -(-T // N) * N), K)))  # (K+W*N, Ca)
         g = {k: torch.from_numpy(v)[None] for k, v in globals_.items()}  # each (1, Cg)
         D = per_condition(self, guidance if guidance is not None else cfg["guidance"])
         sigmas = karras_sigmas(steps or cfg["steps"])
         out, prev = [], None
-        for w in range(len(a) // N):
-            values = {AUDIO: a[w * N:(w + 1) * N][None], **g}
+        for w in range((len(a) - K) // N):
+            values = {AUDIO: a[w * N:(w + 1) * N + K][None], **g}  # this window and the K before
             if prev is not None:
                 values[PREFIX] = prev[:, -K:]
             cond = Cond.of(**values)
@@ -97,6 +97,12 @@ class VasaModel(nn.Module):
             prev = sample_euler(D, x, sigmas, cond).float()  # (1, N, C)
             out.append(prev[0])
         return self.denormalise(torch.cat(out)[:T]).numpy()
+
+
+def with_lead_in(a: np.ndarray, K: int) -> np.ndarray:
+    """``a`` (T, Ca) with K copies of its first row in front: the 'previous' audio of the
+    first window (frame i of the result is frame i - K of ``a``)."""
+    return np.concatenate([np.repeat(a[:1], K, axis=0), a]).astype(np.float32)
 
 
 def _vec(values, n: int, fill: float) -> torch.Tensor:

@@ -1,10 +1,12 @@
 """Training the ``vasa`` generator on prepared clips (``avatar train --method vasa``).
 
-EDM training (Karras et al. 2022) of the motion transformer on random training windows:
+EDM training (Karras et al. 2022) of the motion transformer on random training windows
+(previous-window motion and audio included):
 each condition dropped at random (for classifier-free guidance), mouth channels weighted
 up (KeyFace's lambda_lower = 3), a temporal loss that keeps head pose smoother than
-expression (VLOGGER's lambda_temp). The validation loss on held-out windows (fixed noise,
-so runs compare) picks the checkpoint that is kept.
+expression (VLOGGER's lambda_temp). The loss on selection windows (a block of training
+time never trained on; fixed noise, so evaluations compare) picks the checkpoint that is
+kept: the clips' validation ranges are left for ``avatar evaluate``.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def train_vasa(clips, out_path, config: VasaConfig = VasaConfig(), settings: Tra
         raise AvatarError(f"the dataset mixes frame rates {rates}", None,
                           "prepare it again with one rate, e.g. avatar prepare --fps 25 ...")
     config = replace(config, fps=rates[0])
-    train, val = sources(clips, "train"), sources(clips, "val")
+    train, val = sources(clips, "train"), sources(clips, "select")
     N, K = config.window, config.prefix
     train_picks = _all_starts(train, N, K)
     val_picks = _all_starts(val, N, K)
