@@ -20,7 +20,8 @@ from avatar.errors import AvatarError
 from avatar.face.actions import build_basis
 from avatar.face.geometry import HeadFrame
 from avatar.face.model import FaceModel
-from avatar.motion.io import _atomic_write
+from avatar.fileio import atomic_write, open_archive
+from avatar.motion.io import motion_from_arrays
 from avatar.motion.types import ACTIONS, MotionSeq
 
 __all__ = ["Clip", "ReferenceFace", "save_clip", "load_clip", "read_clip_meta", "clip_path",
@@ -185,36 +186,17 @@ def _arrays(clip: Clip) -> dict[str, np.ndarray]:
 def save_clip(clip: Clip, path) -> None:
     """Write ``clip`` as one compressed ``.npz`` archive, atomically."""
     arrays = _arrays(clip)
-    _atomic_write(Path(path), lambda f: np.savez_compressed(f, **arrays))
+    atomic_write(Path(path), lambda f: np.savez_compressed(f, **arrays))
 
 
 def _open_archive(path: Path):
     """(archive, meta dict) of a clip file; AvatarError if it is not one this engine reads."""
-    try:
-        data = np.load(path, allow_pickle=False)
-        meta = json.loads(str(data["meta"]))
-    except (OSError, ValueError, KeyError) as e:
-        raise AvatarError(f"not an avatar clip file ({e.__class__.__name__})", str(path)) from None
-    if meta.get("format") != FORMAT:
-        raise AvatarError("not an avatar clip file", str(path))
-    if meta.get("version", VERSION + 1) > VERSION:
-        raise AvatarError(f"clip format version {meta.get('version')} is newer than this avatar reads",
-                          str(path), "update avatar or prepare the video again")
-    return data, meta
+    return open_archive(path, FORMAT, VERSION, "clip")
 
 
 def read_clip_meta(path) -> dict:
     """The JSON header of a clip file, without loading its arrays."""
     return _open_archive(Path(path))[1]
-
-
-def _actions_by_name(actions: np.ndarray, names) -> np.ndarray:
-    """(T, len(names)) columns -> (T, A) in this engine's ACTIONS order (unknown names dropped)."""
-    out = np.zeros((len(actions), len(ACTIONS)), np.float32)
-    for j, name in enumerate(names):
-        if name in ACTIONS:
-            out[:, ACTIONS.index(name)] = actions[:, j]
-    return out
 
 
 def load_clip(path) -> Clip:
@@ -229,9 +211,7 @@ def load_clip(path) -> Clip:
 
 def _clip_from(data, meta: dict) -> Clip:
     fps = float(meta["fps"])
-    motion = MotionSeq(fps=fps, rotation=data["rotation"], translation=data["translation"],
-                       scale=data["scale"], actions=_actions_by_name(data["actions"], meta["action_names"]),
-                       gaze=data["gaze"])
+    motion = motion_from_arrays(data, meta["action_names"], fps)
     features = AudioFeatures(fps=fps, **{k: data[k] for k in FEATURE_ARRAYS})
     phones = [Phone(str(label), float(s), float(e))
               for label, (s, e) in zip(data["phone_labels"], data["phone_times"])]

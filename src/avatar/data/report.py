@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from avatar.errors import AvatarError
-from avatar.motion.io import _atomic_write
+from avatar.fileio import atomic_write
 
 REPORT_NAME = "report.json"
 REPORT_FORMAT = "avatar-dataset-report"
@@ -89,5 +89,5 @@ def save_report(entries: dict[str, VideoReport], out_dir) -> Path:
     path = report_path(out_dir)
     doc = {"format": REPORT_FORMAT, "version": REPORT_VERSION,
            "videos": {name: asdict(entry) for name, entry in sorted(entries.items())}}
-    _atomic_write(path, lambda f: f.write(json.dumps(doc, indent=1).encode()))
+    atomic_write(path, lambda f: f.write(json.dumps(doc, indent=1).encode()))
     return path

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from avatar.eval.report import GROUND_TRUTH, METRICS
-from avatar.motion.io import _atomic_write
+from avatar.fileio import atomic_write
 
 if TYPE_CHECKING:
     from avatar.eval.evaluate import Evaluation, Sample
@@ -33,7 +33,7 @@ CURVES = (("jawOpen", "jawOpen", lambda m: m.action("jawOpen")),
 
 
 def _save(fig, path: Path) -> Path:
-    _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI))
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI))
     return path
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from avatar.metrics.capp import misaligned_score
-from avatar.motion.io import _atomic_write
+from avatar.fileio import atomic_write
 
 if TYPE_CHECKING:
     from avatar.eval.evaluate import Evaluation
@@ -117,7 +117,7 @@ def markdown(result: "Evaluation") -> str:
 
 
 def _write_text(path: Path, text: str) -> Path:
-    _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
     return path
 
 

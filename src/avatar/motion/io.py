@@ -15,33 +15,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from avatar.errors import AvatarError
+from avatar.fileio import atomic_write, open_archive
 from avatar.motion.types import ACTIONS, MotionSeq
 
 FORMAT = "avatar-motion"
 VERSION = 1
 POSE_COLUMNS = ("headYaw", "headPitch", "headRoll", "headX", "headY", "headScale", "gazeX", "gazeY")
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(file)`` on a temp file next to ``path``, then rename it into place."""
-    path = Path(path)
-    if not path.parent.exists():
-        raise AvatarError("folder does not exist", str(path.parent), "create it first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_motion(seq: MotionSeq, path) -> None:
@@ -53,25 +37,25 @@ def save_motion(seq: MotionSeq, path) -> None:
         arrays["body"] = seq.body
     if seq.hands is not None:
         arrays["hands"] = seq.hands
-    _atomic_write(Path(path), lambda f: np.savez_compressed(f, **arrays))
+    atomic_write(Path(path), lambda f: np.savez_compressed(f, **arrays))
 
 
 def load_motion(path) -> MotionSeq:
     """Read a native motion file; action columns are matched by name."""
-    path = Path(path)
-    try:
-        data = np.load(path, allow_pickle=False)
-        meta = json.loads(str(data["meta"]))
-    except (OSError, ValueError, KeyError) as e:
-        raise AvatarError(f"not an avatar motion file ({e.__class__.__name__})", str(path)) from None
-    if meta.get("format") != FORMAT:
-        raise AvatarError("not an avatar motion file", str(path))
+    data, meta = open_archive(path, FORMAT, VERSION, "motion")
+    return motion_from_arrays(data, meta["action_names"], float(meta["fps"]))
+
+
+def motion_from_arrays(data, action_names, fps: float) -> MotionSeq:
+    """A MotionSeq from arrays named as in this module (any mapping, e.g. an open .npz);
+    ``action_names`` name the columns of ``data["actions"]``, matched to ACTIONS by name
+    (unknown names dropped, missing ones 0)."""
     T = len(data["rotation"])
     actions = np.zeros((T, len(ACTIONS)), np.float32)
-    for j, name in enumerate(meta["action_names"]):
+    for j, name in enumerate(action_names):
         if name in ACTIONS:
             actions[:, ACTIONS.index(name)] = data["actions"][:, j]
-    return MotionSeq(fps=float(meta["fps"]), rotation=data["rotation"], translation=data["translation"],
+    return MotionSeq(fps=fps, rotation=data["rotation"], translation=data["translation"],
                      scale=data["scale"], actions=actions, gaze=data["gaze"],
                      body=data["body"] if "body" in data else None,
                      hands=data["hands"] if "hands" in data else None)
@@ -94,7 +78,7 @@ def export_csv(seq: MotionSeq, path) -> None:
     cols = np.stack(list(c.values()), 1)
     for i, row in enumerate(cols):
         writer.writerow([i, f"{i / seq.fps:.4f}", *(f"{v:.5f}" for v in row)])
-    _atomic_write(Path(path), lambda f: f.write(buf.getvalue().encode()))
+    atomic_write(Path(path), lambda f: f.write(buf.getvalue().encode()))
 
 
 def export_json(seq: MotionSeq, path) -> None:
@@ -103,7 +87,7 @@ def export_json(seq: MotionSeq, path) -> None:
            "units": {"actions": "0..1", "headYaw/Pitch/Roll": "radians", "headX/Y": "face widths",
                      "gazeX/Y": "radians"},
            "curves": {k: np.round(v.astype(float), 5).tolist() for k, v in curves(seq).items()}}
-    _atomic_write(Path(path), lambda f: f.write(json.dumps(doc).encode()))
+    atomic_write(Path(path), lambda f: f.write(json.dumps(doc).encode()))
 
 
 def write_motion(seq: MotionSeq, path) -> None:
