@@ -121,3 +121,12 @@ def test_checkpoint_loads_alone_in_a_fresh_process(trained):
             f"m = load_model({str(path)!r}); print(m.kind, m.config['window'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["vasa", "16"]
+
+
+def test_training_selection_and_validation_frames_are_disjoint():
+    from avatar.training.windows import split_mask
+
+    clip = synthetic_clip(3, T=200)
+    train, select, val = (split_mask(clip, s) for s in ("train", "select", "val"))
+    assert not (train & select).any() and not (train & val).any() and not (select & val).any()
+    assert (train | select | val).all() and select.sum() == round(0.1 * (200 - 80))
