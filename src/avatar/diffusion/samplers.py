@@ -68,17 +68,7 @@ def sample_euler(D: Denoiser, x: Tensor, sigmas: Tensor, cond: Cond | None = Non
                  callback: Callback | None = None, *, churn: float = 0.0,
                  noise: PerSampleNoise | None = None) -> Tensor:
     """Euler steps of the probability-flow ODE (one D call per step)."""
-    out_dtype, x, sigmas = x.dtype, x.double(), sigmas.double()
-    n = len(sigmas) - 1
-    for i in range(n):
-        sigma_next = sigmas[i + 1]
-        x, sigma = _churn(x, sigmas[i], churn, n, noise)
-        denoised = _denoise(D, x, sigma, cond)  # (B, T, C)
-        d = (x - denoised) / sigma  # dx/dsigma
-        x = x + (sigma_next - sigma) * d
-        if callback is not None:
-            callback({"i": i, "x": x, "sigma": sigma, "denoised": denoised})
-    return x.to(out_dtype)
+    return _integrate(D, x, sigmas, cond, callback, churn, noise, heun=False)
 
 
 def sample_heun(D: Denoiser, x: Tensor, sigmas: Tensor, cond: Cond | None = None,
@@ -86,15 +76,20 @@ def sample_heun(D: Denoiser, x: Tensor, sigmas: Tensor, cond: Cond | None = None
                 noise: PerSampleNoise | None = None) -> Tensor:
     """Heun's 2nd-order method (EDM Algorithm 1/2): an Euler step, then a trapezoidal
     correction, except for the last step to sigma = 0, which is plain Euler."""
+    return _integrate(D, x, sigmas, cond, callback, churn, noise, heun=True)
+
+
+def _integrate(D, x, sigmas, cond, callback, churn, noise, heun: bool) -> Tensor:
+    """The shared loop of both samplers: state and sigmas in float64, D in float32."""
     out_dtype, x, sigmas = x.dtype, x.double(), sigmas.double()
     n = len(sigmas) - 1
     for i in range(n):
         sigma_next = sigmas[i + 1]
         x, sigma = _churn(x, sigmas[i], churn, n, noise)
         denoised = _denoise(D, x, sigma, cond)  # (B, T, C)
-        d = (x - denoised) / sigma
+        d = (x - denoised) / sigma  # dx/dsigma
         x_next = x + (sigma_next - sigma) * d
-        if sigma_next > 0:
+        if heun and sigma_next > 0:
             d_next = (x_next - _denoise(D, x_next, sigma_next, cond)) / sigma_next
             x_next = x + (sigma_next - sigma) * 0.5 * (d + d_next)
         x = x_next
