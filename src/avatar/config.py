@@ -21,8 +21,9 @@ class VideoConfig:
 
 @dataclass(frozen=True)
 class RenderConfig:
-    grid_step: int = 4  # px between nodes of the warp field at 512 px of face-box scale
-    max_size: int | None = None  # longest output side; None keeps the photo's resolution
+    # Warp-field grids, in cells per face width: fine over the face, coarse around it.
+    fine_cells_per_face: int = 64
+    coarse_cells_per_face: int = 10
 
 
 AUDIO = AudioConfig()

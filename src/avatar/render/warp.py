@@ -24,8 +24,6 @@ from avatar.render.mouth import MouthPainter, inpaint_mouth
 INVERSION_STEPS = 3  # fixed-point iterations; the field's gradient is small outside the lips
 NECK_FOLLOW = 0.25  # share of the head's motion the neck anchors follow
 EXTERIOR_BLUR = 0.08  # smoothing (face widths) of the piecewise-linear exterior field
-FINE_CELLS_PER_FACE = 64  # fine grid resolution relative to face width
-COARSE_CELLS_PER_FACE = 10
 FACE_BOX_MARGIN = 0.45  # fine-grid box = face box grown by this share of the face width
 BOX_FEATHER = 6  # px over which the fine map blends into the coarse map
 SMOOTH_DOWNSAMPLE = 4  # the exterior blur runs on a grid this many times coarser
@@ -143,8 +141,8 @@ class WarpRenderer:
         self.size = (w, h)
         self.mesh = build_control_mesh(face.source_points, face.neutral, face.frame, self.size)
         fw = face.face_width
-        self.coarse = FieldGrid(self.mesh, face, self.mesh.active_box, max(fw / COARSE_CELLS_PER_FACE, 2.0))
-        self.fine = FieldGrid(self.mesh, face, self._face_box(fw), max(fw / FINE_CELLS_PER_FACE, 1.0))
+        self.coarse = FieldGrid(self.mesh, face, self.mesh.active_box, max(fw / config.coarse_cells_per_face, 2.0))
+        self.fine = FieldGrid(self.mesh, face, self._face_box(fw), max(fw / config.fine_cells_per_face, 1.0))
         self.box_alpha = _pairs(self._box_feather())
         self.mouth = MouthPainter(self.image, face)
 
