@@ -276,3 +276,37 @@ def test_reading_a_missing_or_broken_file_is_an_avatar_error(tmp_path):
     for read in (probe, lambda p: next(iter_frames(p)), read_audio_track):
         with pytest.raises(AvatarError, match="broken.mp4"):
             read(broken)
+
+
+def test_display_rotation_is_applied(tmp_path):
+    """A phone video stored sideways with a display rotation reads upright, like players show it."""
+    path = tmp_path / "rotated.mp4"
+    stored = np.zeros((32, 64, 3), np.uint8)
+    stored[:8, :8] = 255  # a white block at the stored frame's top-left
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.set_display_rotation(90)  # show it turned 90 degrees counterclockwise
+        for _ in range(3):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    info = probe(path)
+    assert (info.width, info.height) == (32, 64)
+    frame = next(iter_frames(path))
+    assert frame.shape == (64, 32, 3)
+    assert frame[-8:, :8].mean() > 200 and frame[:8, :8].mean() < 50  # top-left -> bottom-left
+
+
+def test_frame_store_gives_random_access_to_frames(tmp_path):
+    from avatar.gesture.frames import FrameStore, frame_store_writer
+
+    path = tmp_path / "frames.mp4"
+    with frame_store_writer(path, WIDTH, HEIGHT, 25) as writer:
+        for i in range(60):
+            writer.write(pattern(i))
+    with FrameStore(path) as store:
+        assert len(store) == 60
+        for i in [0, 1, 2, 40, 41, 7, 59, 3, 30]:  # forward runs, jumps back and ahead
+            assert psnr(store[i], pattern(i)) > 30, i

@@ -80,15 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="avatar", description="Speech in, a talking video of a person out. Offline, on a CPU.",
         epilog="Examples:\n  avatar demo\n  avatar speak --image me.jpg --text \"Hello there.\" -o hello.mp4\n"
-               "  avatar speak --image me.jpg --audio talk.mp3 --emotion happy -o talk.mp4",
+               "  avatar speak --image me.jpg --audio talk.mp3 --emotion happy -o talk.mp4\n"
+               "  avatar enroll my_talk.mp4 --name me\n"
+               "  avatar speak --avatar me --audio new_talk.wav -o gestures.mp4",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"avatar {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and native logs on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    sp = sub.add_parser("speak", help="make a video of a photo saying some speech",
-                        description="Make a video of the person in a photo saying the given speech.")
-    sp.add_argument("--image", required=True, metavar="PHOTO", help="portrait photo (JPEG, PNG, WebP; any size)")
+    sp = sub.add_parser("speak", help="make a video of a photo (or an enrolled avatar) saying some speech",
+                        description="Make a video of the person in a photo saying the given speech, or "
+                                    "(--avatar) a video of an enrolled person, made of their own frames, "
+                                    "whose gestures follow the speech.")
+    who = sp.add_mutually_exclusive_group(required=True)
+    who.add_argument("--image", metavar="PHOTO", help="portrait photo (JPEG, PNG, WebP; any size)")
+    who.add_argument("--avatar", metavar="NAME", help="an avatar made by `avatar enroll` (name or folder): "
+                                                      "the video is made of the person's own frames")
     src = sp.add_mutually_exclusive_group(required=True)
     src.add_argument("--audio", metavar="FILE", help="speech audio (wav, mp3, flac, ogg, m4a, ...)")
     src.add_argument("--text", help="text to speak with the built-in offline voice")
@@ -127,7 +134,59 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                     help="show tracebacks and native logs on errors")
     _add_evaluate(sub)
+    _add_enroll(sub)
     return parser
+
+
+def _add_enroll(sub) -> None:
+    np_ = sub.add_parser("enroll", help="learn an avatar from a video of a person talking (with gestures)",
+                         description="Track a video of one person talking (body pose, hands, person mask, "
+                                     "face), build the motion graph of its 4-frame clips, train the "
+                                     "audio-motion embedding, and save it all as an avatar bundle for "
+                                     "`avatar speak --avatar NAME`. Use at least 20 s of video.")
+    np_.add_argument("video", metavar="VIDEO", help="video of the person talking (mp4, mov, mkv, ...)")
+    np_.add_argument("--name", required=True, help="name of the avatar (saved under $AVATAR_HOME/avatars, "
+                                                   "default ~/.local/share/avatar/avatars) or a folder path")
+    np_.add_argument("--force", action="store_true", help="replace an existing avatar of that name")
+    np_.add_argument("--minutes", type=_positive(float), metavar="M",
+                     help="training time budget of the audio-motion embedding (default: by video length)")
+    np_.add_argument("--also", nargs="+", default=[], metavar="NAME",
+                     help="other enrolled avatars whose videos the embedding also trains on")
+    np_.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    np_.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    np_.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                     help="show tracebacks and native logs on errors")
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    from avatar.gesture.enroll import EnrollOptions, enroll
+
+    log = _log(args.quiet)
+    options = EnrollOptions(name=Path(args.name).name, folder=_avatar_folder(args.name), force=args.force,
+                            train_minutes=args.minutes, also=args.also, seed=args.seed,
+                            progress=not args.quiet)
+    enroll(args.video, options, log=log)
+    return 0
+
+
+def _avatar_folder(name: str) -> Path:
+    from avatar.gesture.bundle import bundle_folder
+
+    return bundle_folder(name)
+
+
+def _speak_avatar(args: argparse.Namespace) -> int:
+    from avatar.gesture.speak import speak_avatar
+
+    log = _log(args.quiet)
+    if args.motion != "rules" or args.checkpoint:
+        log("note: with --avatar, --motion/--checkpoint drive the lips only; gestures come from the video")
+    result = speak_avatar(args.avatar, args.output, audio=args.audio, text=args.text,
+                          transcript=args.transcript, seed=args.seed, lips=args.motion,
+                          checkpoint=args.checkpoint, progress=not args.quiet, log=log)
+    log(f"wrote {result.output} ({result.plan.num_frames} frames, {result.plan.jumps} jump(s)) "
+        f"in {result.timings['total']:.1f} s")
+    return 0
 
 
 def _checkpoint_arg(value: str) -> tuple[str, str]:
@@ -209,6 +268,10 @@ def run(args: argparse.Namespace) -> int:
         return _train(args)
     if args.command == "evaluate":
         return _evaluate(args)
+    if args.command == "enroll":
+        return _enroll(args)
+    if args.command == "speak" and args.avatar:
+        return _speak_avatar(args)
     from avatar.api import speak
 
     log = _log(args.quiet)

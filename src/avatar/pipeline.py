@@ -93,14 +93,14 @@ def render_video(portrait: Portrait, motion: MotionSeq, speech: Speech, output,
     h, w = portrait.image.shape[:2]
     with VideoWriter(output, w, h, fps=motion.fps, audio=speech.audio) as writer, \
             threadpool_limits(limits=1, user_api="blas"):
-        with _BackgroundWriter(writer) as background:
+        with BackgroundWriter(writer) as background:
             for i in tqdm(range(len(motion)), desc="rendering", unit="frame",
                           disable=not progress, leave=False, mininterval=0.5):
                 background.write(renderer.render(motion[i]))
     return len(motion)
 
 
-class _BackgroundWriter:
+class BackgroundWriter:
     """Feeds frames to ``writer.write`` from a worker thread through a bounded queue.
 
     An encoder error is re-raised in the caller's thread at the next ``write`` or at exit;
@@ -155,7 +155,7 @@ def speak(image, output, audio=None, text: str | None = None, transcript: str | 
     from avatar.motion.io import write_motion
 
     output = Path(output)
-    _check_output(output)
+    check_output(output)
     generator = get_generator(method, **(generator_options or {}))  # fail early on a bad model
     timings = {}
     t0 = time.perf_counter()
@@ -177,7 +177,7 @@ def speak(image, output, audio=None, text: str | None = None, transcript: str | 
     return SpeakResult(output, motion, speech, features, n, timings)
 
 
-def _check_output(output: Path) -> None:
+def check_output(output: Path) -> None:
     if output.suffix.lower() != ".mp4":
         raise AvatarError("output must be an .mp4 file", str(output), "name it like out.mp4")
     if not output.parent.exists():

@@ -7,6 +7,8 @@ from the photo (lips, skin brightness) so the interior matches its lighting.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import cv2
 import numpy as np
 
@@ -62,6 +64,14 @@ def inpaint_mouth(image: np.ndarray, face: FaceModel) -> np.ndarray:
     return out
 
 
+class MouthInterior(Protocol):
+    """A real mouth interior to paint instead of the synthesised one (avatar.render.mouth_bank)."""
+
+    def warp_into(self, shape: tuple[int, int], ring: np.ndarray) -> np.ndarray:
+        """(h, w, 3) float32 interior whose inner-lip ring lands on ``ring`` (K, 2) px."""
+        ...
+
+
 class MouthPainter:
     def __init__(self, image: np.ndarray, face: FaceModel):
         self.face = face
@@ -89,8 +99,10 @@ class MouthPainter:
         lo[:, 1] -= LOWER_TEETH_SHOW
         return head.to_image(up)[:, :2], head.to_image(lo)[:, :2], head.scale
 
-    def paint(self, out: np.ndarray, face_pts: np.ndarray, frame: MotionFrame) -> None:
-        """Paint the interior into ``out`` (H, W, 3) in place."""
+    def paint(self, out: np.ndarray, face_pts: np.ndarray, frame: MotionFrame,
+              interior: MouthInterior | None = None) -> None:
+        """Paint the interior into ``out`` (H, W, 3) in place: ``interior`` if given, else
+        the synthesised cavity and teeth."""
         self._seam(out, face_pts)
         # The warp moves the lips' inner edge piecewise-linearly between landmarks, so the
         # interior is cut by the same straight-edged polygon, grown by a pixel to cover the
@@ -108,12 +120,15 @@ class MouthPainter:
             return
         origin = np.array([x0, y0], np.float64)
         mask = self._polygon_mask((y1 - y0, x1 - x0), ring - origin)
-        interior = self._interior((y1 - y0, x1 - x0), origin, frame, opening, mask)
+        if interior is None:
+            img = self._interior((y1 - y0, x1 - x0), origin, frame, opening, mask)
+        else:
+            img = interior.warp_into((y1 - y0, x1 - x0), ring - origin)
         # The lips' inner edge is in shadow; it also hides the stretched pixels along it.
         # Drawn first, so the interior covers its inner half and the teeth stay bright.
         self._shadow(out, ring, closed=True, opacity=LIP_EDGE_OPACITY)
         patch = out[y0:y1, x0:x1].astype(np.float32)
-        out[y0:y1, x0:x1] = cv2.blendLinear(interior, patch, mask, 1 - mask).astype(np.uint8)
+        out[y0:y1, x0:x1] = cv2.blendLinear(img, patch, mask, 1 - mask).astype(np.uint8)
 
     def _seam(self, out: np.ndarray, face_pts: np.ndarray) -> None:
         """Shadow line between the lips (where they meet, or at the edge of the opening):

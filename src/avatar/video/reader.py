@@ -82,17 +82,41 @@ def _count_video_packets(container: av.container.InputContainer, stream) -> int:
     return sum(1 for packet in container.demux(stream) if packet.size > 0)
 
 
+def _quarter_turns(frame: av.VideoFrame) -> int:
+    """Counterclockwise quarter turns that show the frame upright (phones store portrait
+    videos sideways with a display rotation; FFmpeg's players apply it, so do we)."""
+    return round((frame.rotation or 0) / 90) % 4
+
+
+def _upright(frame: av.VideoFrame) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a decoded frame, display rotation applied."""
+    rgb = frame.to_ndarray(format=RGB_FORMAT)
+    turns = _quarter_turns(frame)
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
+def _first_frame_turns(container: av.container.InputContainer, stream) -> int:
+    for frame in container.decode(stream):
+        return _quarter_turns(frame)
+    return 0
+
+
 def probe(path: str | os.PathLike) -> VideoInfo:
-    """Size, frame rate, frame count, duration and codecs of a video file."""
+    """Size (as displayed: rotation applied), frame rate, frame count, duration and codecs."""
     with _open(path) as container:
         video = _video_stream(container, path)
         audio = _audio_stream(container)
         fps = video.average_rate or video.guessed_rate or Fraction(0)
         num_frames = video.frames or _count_video_packets(container, video)
         duration = _stream_seconds(video) or (num_frames / float(fps) if fps else 0.0)
+        width, height = video.codec_context.width, video.codec_context.height
+        if not video.frames:  # counting packets read the file: rewind before decoding
+            container.seek(0)
+        if _first_frame_turns(container, video) % 2:
+            width, height = height, width
         return VideoInfo(
-            width=video.codec_context.width,
-            height=video.codec_context.height,
+            width=width,
+            height=height,
             fps=float(fps),
             num_frames=num_frames,
             duration=duration,
@@ -107,13 +131,13 @@ def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
     """Yield the frames of the first video stream as (H, W, 3) uint8 RGB, one at a time.
 
     Decoding is streamed (constant memory) and multi-threaded; YUV is converted to RGB
-    with the matrix and range the file is tagged with.
+    with the matrix and range the file is tagged with; a display rotation is applied.
     """
     with _open(path) as container:
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
         for frame in container.decode(stream):
-            yield frame.to_ndarray(format=RGB_FORMAT)  # (H, W, 3) uint8
+            yield _upright(frame)  # (H, W, 3) uint8
 
 
 def read_audio_track(path: str | os.PathLike, sample_rate: int | None = None) -> Audio:

@@ -201,7 +201,8 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | os.PathLike, width: int, height: int,
-                 fps: float = VIDEO.fps, audio: Audio | None = None, crf: int = VIDEO.crf):
+                 fps: float = VIDEO.fps, audio: Audio | None = None, crf: int = VIDEO.crf,
+                 keyframe_interval: int | None = None):
         if width <= 0 or height <= 0:
             raise ValueError(f"frame size must be positive, got {width}x{height}")
         self.path = Path(path)
@@ -210,6 +211,7 @@ class VideoWriter:
         self.fps = fps_fraction(fps)
         self.audio = audio
         self.crf = int(crf)
+        self.keyframe_interval = keyframe_interval  # None: x264's default (long GOPs)
         self.frames_written = 0
         self._encoded_width, self._encoded_height = encoded_size(self.width, self.height)
         self._partial = partial_path(self.path)
@@ -312,8 +314,13 @@ class VideoWriter:
         stream.codec_context.time_base = 1 / self.fps
         for tag, value in COLOR_TAGS.items():
             setattr(stream.codec_context, tag, value)
-        stream.options = {"preset": X264_PRESET, "crf": str(self.crf),
-                          "profile": H264_PROFILE, "threads": X264_THREADS}
+        options = {"preset": X264_PRESET, "crf": str(self.crf),
+                   "profile": H264_PROFILE, "threads": X264_THREADS}
+        if self.keyframe_interval:
+            # Fixed short GOPs (no scene-cut keyframes) make seeking to any frame cheap.
+            stream.codec_context.gop_size = int(self.keyframe_interval)
+            options |= {"keyint_min": str(self.keyframe_interval), "sc_threshold": "0"}
+        stream.options = options
         return stream
 
     def _check_frame(self, frame: np.ndarray) -> None:
