@@ -15,6 +15,7 @@ Writes a PNG sheet of mouth crops (source | synthetic interior | bank interior) 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from avatar.render.mouth_bank import MouthBankBuilder
 from avatar.render.reenact import MIN_OPEN_FOR_BANK, FaceReRenderer, mouth_actions
 from avatar.video.reader import iter_frames, probe
 
-DATA = Path("/work/shared/data/upper_body")  # development media only; pass --video to override
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "upper_body"  # development media only; pass --video to override
 VIDEOS = [DATA / "ub06_tv_host_desk_7s.mp4", DATA / "ub01_young_man_sofa_gestures_1080x1920_20s.mp4"]
 TEXT = ("Maybe my mom bought a big blue umbrella. Bob and Pam met him by the pump. "
         "Please move the map above the bed, then open both windows for me.")
@@ -167,7 +168,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--video", nargs="*", type=Path, default=VIDEOS)
     ap.add_argument("--max-frames", type=int, default=240, help="frames tracked and re-rendered per video")
-    ap.add_argument("--out-dir", type=Path, default=Path("/tmp/tango"))
+    ap.add_argument("--out-dir", type=Path, default=Path(tempfile.gettempdir()) / "tango")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     args.out_dir.mkdir(parents=True, exist_ok=True)

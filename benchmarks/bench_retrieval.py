@@ -20,6 +20,7 @@ with fewer, longer folds (--high-folds, default 2). Paper: low 65.7 %, high 19.5
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from avatar.config import GESTURE
+from avatar.training.aumoclip import AuMoCLIPSettings
 
-DEFAULT_VIDEOS = Path("/work/shared/data/upper_body")
-DEFAULT_TRACKS = Path("/tmp/tango/tracks")
+DEFAULT_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "upper_body"
+DEFAULT_TRACKS = Path(tempfile.gettempdir()) / "tango" / "tracks"  # body-track cache
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm")
 VELOCITY = slice(3, 6)  # joint-feature channels of the velocity (TANGO App. A.3 layout)
 
@@ -63,10 +65,11 @@ class Piece:
 class FoldResult:
     low: object  # RetrievalResult
     onset: object
-    high: object
-    train_seconds: float
+    high: object  # candidates from every video's held-out piece
+    high_same: object  # candidates from the query's own video only (what retrieval faces)
     embed_seconds: float
     embedded_frames: int
+    train_seconds: float
 
 
 # -- inputs -------------------------------------------------------------------------------
@@ -119,31 +122,36 @@ def fold_pieces(videos: list[VideoData], folds: int, fold: int) -> list[Piece]:
 
 
 def train_fold(videos, pieces, args):
-    from avatar.training.aumoclip import AuMoCLIPSettings, train_aumoclip
+    """AuMoCLIP trained on the training pieces of one fold."""
+    from avatar.training.aumoclip import train_aumoclip
 
     settings = AuMoCLIPSettings(steps=args.steps, minutes=args.minutes, batch=args.batch, width=args.width,
                                 embed_dim=args.width, stop_gradient=not args.no_stop_gradient,
-                                global_weight=args.global_weight, seed=args.seed, eval_every=250)
+                                global_weight=args.global_weight, dropout=args.dropout, noise=args.noise,
+                                seed=args.seed, eval_every=250)
     train = [(videos[p.video].audio[p.start:p.end], videos[p.video].motion[p.start:p.end])
              for p in pieces if not p.held_out]
     return train_aumoclip(train, GESTURE.reference_fps, settings, log=print, progress=False)
 
 
 def _high_level(model, pieces, embedded):
-    """High-level accuracy of the held-out windows among each other."""
+    """High-level accuracy of the held-out windows among each other: (candidates from every
+    held-out piece, candidates from the query's own video only)."""
     from avatar.metrics.retrieval import high_level_accuracy, overlap_exclusion
 
-    rows = [(k, s) for k, (ea, _) in enumerate(embedded) if pieces[k].held_out
-            for s in range(len(ea.window_starts))]
+    rows = [(k, s) for k, (ea, _) in enumerate(embedded) for s in range(len(ea.window_starts))]
     audio = np.stack([embedded[k][0].window_high[s] for k, s in rows])  # (N, D)
     motion = np.stack([embedded[k][1].window_high[s] for k, s in rows])  # (N, D)
-    group = np.array([k for k, _ in rows])
-    start = np.array([embedded[k][0].window_starts[s] for k, s in rows])
-    return high_level_accuracy(audio, motion, overlap_exclusion(group, start, model.config.window // 2))
+    video = np.array([pieces[k].video for k, _ in rows])
+    start = np.array([embedded[k][0].window_starts[s] + pieces[k].start for k, s in rows])
+    near = overlap_exclusion(video, start, model.config.window // 2)
+    other_video = video[:, None] != video[None]
+    return high_level_accuracy(audio, motion, near), high_level_accuracy(audio, motion, near | other_video)
 
 
-def evaluate_fold(model, videos, pieces) -> tuple[object, object, object, float, int]:
-    """(low, onset baseline, high, embedding seconds, embedded frames) on the held-out pieces."""
+def evaluate_fold(model, videos, pieces) -> tuple[object, object, object, object, float, int]:
+    """(low, onset baseline, high, high within each video, embedding seconds, embedded
+    frames) on the held-out pieces."""
     from avatar.gesture.aumoclip import audio_embeddings, motion_embeddings
     from avatar.metrics.retrieval import RetrievalResult, low_level_accuracy, onset_baseline_accuracy
 
@@ -160,8 +168,8 @@ def evaluate_fold(model, videos, pieces) -> tuple[object, object, object, float,
     onset = RetrievalResult.combine([
         onset_baseline_accuracy(videos[p.video].onset[p.start:p.end], videos[p.video].speed[p.start:p.end], fps,
                                 queries=None) for p in held])
-    high = _high_level(model, held, embedded)
-    return low, onset, high, embed_seconds, sum(p.end - p.start for p in held)
+    high, high_same = _high_level(model, held, embedded)
+    return low, onset, high, high_same, embed_seconds, sum(p.end - p.start for p in held)
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -173,11 +181,13 @@ def _line(name: str, r) -> str:
 def report(results: list[FoldResult], folds: int, seconds_of_video: float) -> None:
     from avatar.metrics.retrieval import RetrievalResult
 
-    pool = {k: RetrievalResult.combine([getattr(r, k) for r in results]) for k in ("low", "onset", "high")}
+    pool = {k: RetrievalResult.combine([getattr(r, k) for r in results])
+            for k in ("low", "onset", "high", "high_same")}
     print(f"\n== {folds}-fold held-out retrieval accuracy ==")
     print(_line("low level (AuMoCLIP)", pool["low"]) + "   paper 65.68 % (random 25 %)")
     print(_line("low level (onset baseline)", pool["onset"]) + "   paper 35.38 %")
     print(_line("high level (AuMoCLIP)", pool["high"]) + "   paper 19.54 % (random 0.39 %)")
+    print(_line("high level, same video only", pool["high_same"]))
     train = np.mean([r.train_seconds for r in results])
     embed = sum(r.embed_seconds for r in results) / sum(r.embedded_frames for r in results)
     print(f"training: {train:.1f} s per fold on {seconds_of_video * (1 - 1 / folds):.1f} s of video")
@@ -193,11 +203,11 @@ def run_folds(videos: list[VideoData], folds: int, args) -> None:
         t0 = time.perf_counter()
         model = train_fold(videos, pieces, args)
         train_seconds = time.perf_counter() - t0
-        low, onset, high, embed_seconds, frames = evaluate_fold(model, videos, pieces)
-        results.append(FoldResult(low, onset, high, train_seconds, embed_seconds, frames))
-        print(f"fold {fold + 1}/{folds}: low {100 * low.accuracy:.1f} % of {low.queries}, onset "
-              f"{100 * onset.accuracy:.1f} %, high {100 * high.accuracy:.1f} % (chance {100 * high.chance:.1f} %), "
-              f"trained in {train_seconds:.0f} s")
+        result = FoldResult(*evaluate_fold(model, videos, pieces), train_seconds)
+        results.append(result)
+        print(f"fold {fold + 1}/{folds}: low {100 * result.low.accuracy:.1f} % of {result.low.queries}, onset "
+              f"{100 * result.onset.accuracy:.1f} %, high {100 * result.high.accuracy:.1f} % "
+              f"(chance {100 * result.high.chance:.1f} %), trained in {train_seconds:.0f} s")
     report(results, folds, sum(len(v.audio) for v in videos) / GESTURE.reference_fps)
 
 
@@ -217,11 +227,14 @@ def main() -> None:
     ap.add_argument("--high-folds", type=int, default=2, help="a second split with longer held-out pieces "
                     "for the high level (0: none)")
     ap.add_argument("--only-fold", type=int, help="run just this fold of each split (quick look)")
-    ap.add_argument("--minutes", type=float, default=2.0, help="training budget per fold")
-    ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--width", type=int, default=64)
-    ap.add_argument("--global-weight", type=float, default=1.0)
+    defaults = AuMoCLIPSettings()
+    ap.add_argument("--minutes", type=float, default=defaults.minutes, help="training budget per fold")
+    ap.add_argument("--steps", type=int, default=defaults.steps)
+    ap.add_argument("--batch", type=int, default=defaults.batch)
+    ap.add_argument("--width", type=int, default=defaults.width, help="also the embedding size")
+    ap.add_argument("--global-weight", type=float, default=defaults.global_weight)
+    ap.add_argument("--dropout", type=float, default=defaults.dropout)
+    ap.add_argument("--noise", type=float, default=defaults.noise)
     ap.add_argument("--no-stop-gradient", action="store_true", help="Table 3 'split low + high' ablation")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

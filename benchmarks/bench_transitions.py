@@ -6,18 +6,21 @@
 For every video, ``--pairs`` evenly spaced windows (i, i + n + 1) are taken (windows that
 contain a shot cut are skipped); the n in-between frames are generated from frames i and
 i + n + 1 (with their 2D poses and person masks) and compared with the real frames
-i + 1 .. i + n: mean PSNR / SSIM of ``in_between`` against the cross-fade and against
-holding frame i, and the time per generated frame. Then a few jumps between DIFFERENT
+i + 1 .. i + n: mean PSNR / SSIM of ``in_between`` (timed by the poses of frames i - 1 and
+i + n + 2, see ``Timing``), of the same with linear timing, of the cross-fade and of holding
+frame i; also per group of windows with growing pose motion, and the CPU time (homography,
+flows, per frame; one thread). Then a few jumps between DIFFERENT
 moments with a similar pose (the real use: a jump in the motion graph) are rendered and
 saved as PNG strips (``--out``/transitions_<stem>.png: top in_between, bottom cross-fade).
 
 Poses and masks come from ``--tracks``/<stem>.npz (BodyTrack arrays) if present, else the
-video is tracked here (slow). Default input: /work/shared/data/upper_body if it exists.
+video is tracked here (slow). Default input: ../shared/data/upper_body (next to the repository) if it exists.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -27,32 +30,26 @@ import cv2
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from avatar.body.types import BodyTrack
+from avatar.body.types import POSE_2D_BONES, BodyTrack
 from avatar.config import GESTURE
 from avatar.errors import AvatarError
 from avatar.metrics.frames import psnr, ssim
-from avatar.render.transition import alphas, crossfade, estimate_jump, render_in_between
+from avatar.render.homography import background_homography
+from avatar.render.transition import Timing, alphas, crossfade, estimate_jump, in_between, render_in_between
 from avatar.video.reader import iter_frames, probe
 
-DEFAULT_VIDEOS = Path("/work/shared/data/upper_body")
-DEFAULT_TRACKS = Path("/tmp/tango/tracks")
-DEFAULT_OUT = Path("/tmp/tango")
+DEFAULT_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "upper_body"
+DEFAULT_TRACKS = Path(tempfile.gettempdir()) / "tango" / "tracks"  # body-track cache
+DEFAULT_OUT = Path(tempfile.gettempdir()) / "tango"
 CUT_LEVEL = 12.0  # mean abs luma step between consecutive frames above which a shot cut is assumed
 CUT_SIDE = 160  # px: long side of the copy used for cut detection
 JUMP_MIN_SECONDS = 2.0  # a "jump" joins frames at least this far apart
 JUMP_CANDIDATES = 40  # anchor frames searched for similar-pose partners
 STRIP_HEIGHT = 384  # px height of each frame in the PNG strips
 STRIP_FRAMES = 4  # in-between frames shown per strip (evenly picked)
-METHODS = ("in_between", "crossfade", "hold")
+METHODS = ("in_between", "linear_time", "crossfade", "hold")  # linear_time: in_between, s = alpha
 SHOULDERS = (5, 6)  # rows of the shoulders in BodyTrack.pose_2d (motion is measured in their width)
 MOTION_GROUPS = 3  # held-out windows are also reported in this many groups of growing pose motion
-# Limbs between the rows of BodyTrack.pose_2d (13 UPPER_BODY points, then HAND_2D = wrist,
-# thumb tip, index tip, middle knuckle, middle tip, pinky tip of the left and right hand).
-ARMS = ((5, 6), (5, 7), (7, 9), (6, 8), (8, 10), (5, 11), (6, 12), (11, 12))  # shoulders, arms, trunk
-HAND = ((0, 1), (0, 3), (3, 2), (3, 4), (3, 5))  # wrist -> thumb, knuckle -> finger tips
-POSE_2D_BONES = (*ARMS, (9, 13), (10, 19), *((13 + i, 13 + j) for i, j in HAND),
-                 *((19 + i, 19 + j) for i, j in HAND))
-
 
 @dataclass
 class Scores:
@@ -61,7 +58,8 @@ class Scores:
     psnr: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METHODS})
     ssim: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METHODS})
     motion: list[float] = field(default_factory=list)  # per generated frame: its window's pose motion
-    estimate_s: list[float] = field(default_factory=list)  # per pair
+    homography_s: list[float] = field(default_factory=list)  # per pair: background homography
+    estimate_s: list[float] = field(default_factory=list)  # per pair: person flows
     render_s: list[float] = field(default_factory=list)  # per generated frame
     skipped: int = 0  # windows with a shot cut
     no_background_fit: int = 0  # pairs whose homography fit failed (identity used)
@@ -75,6 +73,7 @@ class Scores:
             self.psnr[m] += other.psnr[m]
             self.ssim[m] += other.ssim[m]
         self.motion += other.motion
+        self.homography_s += other.homography_s
         self.estimate_s += other.estimate_s
         self.render_s += other.render_s
         self.skipped += other.skipped
@@ -87,10 +86,14 @@ class Keyframe:
 
     pose: np.ndarray  # (K, 2) px
     mask: np.ndarray  # (mh, mw) float [0, 1]
+    beside: np.ndarray | None  # (K, 2) px pose one frame further out of the jump (None: off the video)
 
 
-def keyframe(track: BodyTrack, i: int) -> Keyframe:
-    return Keyframe(track.pose_2d(i), track.masks[i].astype(np.float32) / 255.0)
+def keyframe(track: BodyTrack, i: int, outward: int) -> Keyframe:
+    """Frame i's pose and mask, and the pose at i + outward (-1 before a jump's a, +1 after its b)."""
+    j = i + outward
+    beside = track.pose_2d(j) if 0 <= j < track.num_frames else None
+    return Keyframe(track.pose_2d(i), track.masks[i].astype(np.float32) / 255.0, beside)
 
 
 def load_track(video: Path, tracks: Path) -> BodyTrack:
@@ -120,25 +123,31 @@ def has_cut(frames: list[np.ndarray]) -> bool:
 
 
 def timed_in_between(a: np.ndarray, b: np.ndarray, n: int, ka: Keyframe, kb: Keyframe,
-                     scores: Scores) -> list[np.ndarray]:
-    """in_between, with its CPU time split into the per-pair and per-frame parts."""
+                     scores: Scores) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """in_between's frames with the boundary timing (CPU time split into per-pair and
+    per-frame parts) and, for comparison, with the linear one."""
     t0 = time.process_time()
-    jump = estimate_jump(a, b, ka.pose, kb.pose, ka.mask, kb.mask, bones=POSE_2D_BONES)
+    fitted = background_homography(a, b, ka.mask, kb.mask)
+    scores.homography_s.append(time.process_time() - t0)
+    scores.no_background_fit += fitted is None
+    t0 = time.process_time()
+    jump = estimate_jump(a, b, ka.pose, kb.pose, ka.mask, kb.mask, bones=POSE_2D_BONES,
+                         b_to_a=np.eye(3) if fitted is None else fitted)
+    timing = Timing.from_poses(ka.pose, kb.pose, ka.beside, kb.beside, n)
     scores.estimate_s.append(time.process_time() - t0)
-    scores.no_background_fit += not jump.homography_found
     frames = []
     for t in alphas(n):
         t0 = time.process_time()
-        frames.append(render_in_between(jump, a, b, t))
+        frames.append(render_in_between(jump, a, b, timing.at(t)))
         scores.render_s.append(time.process_time() - t0)
-    return frames
+    return frames, [render_in_between(jump, a, b, t) for t in alphas(n)]
 
 
 def score_window(window: list[np.ndarray], n: int, ka: Keyframe, kb: Keyframe, scores: Scores) -> None:
     """Generate the n frames between window[0] and window[-1] and compare with the real ones."""
     a, b, real = window[0], window[-1], window[1:-1]
-    made = {"in_between": timed_in_between(a, b, n, ka, kb, scores),
-            "crossfade": crossfade(a, b, n), "hold": [a] * n}
+    timed, linear = timed_in_between(a, b, n, ka, kb, scores)
+    made = {"in_between": timed, "linear_time": linear, "crossfade": crossfade(a, b, n), "hold": [a] * n}
     for method, frames in made.items():
         for f, r in zip(frames, real):
             scores.add(method, f, r)
@@ -193,7 +202,7 @@ def evaluate_video(path: Path, track: BodyTrack, n: int, count: int,
             if has_cut(list(buffer)):
                 scores.skipped += 1
             else:
-                score_window(list(buffer), n, keyframe(track, start), keyframe(track, index), scores)
+                score_window(list(buffer), n, keyframe(track, start, -1), keyframe(track, index, +1), scores)
     return scores, kept
 
 
@@ -210,9 +219,10 @@ def save_jump_strips(out: Path, stem: str, track: BodyTrack, jumps: list[tuple[i
     picks = np.linspace(0, n - 1, min(n, STRIP_FRAMES)).round().astype(int)
     for i, j in jumps:
         a, b = frames[i], frames[j]
-        ka, kb = keyframe(track, i), keyframe(track, j)
-        jump = estimate_jump(a, b, ka.pose, kb.pose, ka.mask, kb.mask, bones=POSE_2D_BONES)
-        made = [render_in_between(jump, a, b, alphas(n)[k]) for k in picks]
+        ka, kb = keyframe(track, i, -1), keyframe(track, j, +1)
+        made = in_between(a, b, n, ka.pose, kb.pose, ka.mask, kb.mask, bones=POSE_2D_BONES,
+                          pose_before=ka.beside, pose_after=kb.beside)
+        made = [made[k] for k in picks]
         faded = [crossfade(a, b, n)[k] for k in picks]
         rows += [strip_row([a, *made, b]), strip_row([a, *faded, b])]
     if not rows:
@@ -230,12 +240,13 @@ def report(name: str, scores: Scores, n: int, by_motion: bool = False) -> None:
     if not pairs:
         return
     for m in METHODS:
-        print(f"  {m:<11} PSNR {np.mean(scores.psnr[m]):6.2f} dB   SSIM {np.mean(scores.ssim[m]):.4f}")
+        print(f"  {m:<12} PSNR {np.mean(scores.psnr[m]):6.2f} dB   SSIM {np.mean(scores.ssim[m]):.4f}")
     if by_motion:
         report_by_motion(scores)
-    per_pair, per_frame = 1000 * np.mean(scores.estimate_s), 1000 * np.mean(scores.render_s)
-    print(f"  in_between CPU time: {per_pair:.0f} ms per pair + {per_frame:.0f} ms per frame "
-          f"= {per_pair / n + per_frame:.0f} ms per generated frame")
+    fit, flows = 1000 * np.mean(scores.homography_s), 1000 * np.mean(scores.estimate_s)
+    per_frame = 1000 * np.mean(scores.render_s)
+    print(f"  in_between CPU time: {fit:.0f} ms homography + {flows:.0f} ms flows per pair, "
+          f"{per_frame:.0f} ms per frame = {(fit + flows) / n + per_frame:.0f} ms per generated frame")
 
 
 def report_by_motion(scores: Scores) -> None:

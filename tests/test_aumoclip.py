@@ -45,8 +45,8 @@ def _small_model(stop_gradient: bool = True) -> AuMoCLIP:
 
 @pytest.fixture(scope="module")
 def trained() -> AuMoCLIP:
-    settings = AuMoCLIPSettings(steps=120, minutes=1.0, batch=8, width=32, embed_dim=32, lr=2e-3,
-                                eval_every=1000)
+    settings = AuMoCLIPSettings(steps=80, minutes=1.0, batch=8, width=32, embed_dim=32, lr=2e-3,
+                                dropout=0.1, noise=0.05, eval_every=1000)
     return train_aumoclip([_paired(450, 0), _paired(450, 1)], FPS, settings, log=None, progress=False)
 
 
@@ -74,7 +74,8 @@ def test_local_masks_follow_the_paper():
     pos, neg = local_masks(40, positive=4, negative_factor=4)
     i = 20
     assert np.flatnonzero(pos[i].numpy()).tolist() == list(range(16, 25))  # i +- t
-    assert np.flatnonzero(neg[i].numpy()).tolist() == list(range(5, 16)) + list(range(25, 36))  # (i-kt, i-t), (i+t, i+kt)
+    # (i - k t, i - t) and (i + t, i + k t), open
+    assert np.flatnonzero(neg[i].numpy()).tolist() == list(range(5, 16)) + list(range(25, 36))
     assert not (pos & neg).any()
     assert pos[0].sum() == 5 and neg[0].sum() == 11  # at the clip edge only one side exists
 
@@ -168,7 +169,7 @@ def test_training_beats_random_on_held_out_data(trained):
     low = low_level_accuracy(ea.low, em.low, FPS)
     assert low.accuracy > 0.6 > 2 * low.chance
     exclude = overlap_exclusion(np.zeros(len(ea.window_starts)), ea.window_starts, trained.config.window // 2)
-    high = high_level_accuracy(ea.window_high, em.window_high, exclude)
+    high = high_level_accuracy(ea.window_high, em.window_high, exclude, queries=1000)
     assert high.accuracy > 5 * high.chance
 
 

@@ -161,3 +161,14 @@ def test_unknown_avatar_is_a_clear_error(tmp_path):
 
     with pytest.raises(AvatarError, match="no enrolled avatar"):
         speak_avatar(tmp_path / "nobody", tmp_path / "x.mp4", text="Hello.", progress=False)
+
+
+def test_cli_speaks_with_an_enrolled_avatar(enrolled, tmp_path, capsys):
+    from avatar.cli import main
+
+    bundle, _ = enrolled
+    out = tmp_path / "cli.mp4"
+    assert main(["speak", "--avatar", str(bundle.folder), "--text", "Maps.", "-o", str(out), "-q"]) == 0
+    assert out.is_file()
+    assert main(["speak", "--avatar", str(tmp_path / "missing"), "--text", "Hi.", "-o", str(out), "-q"]) == 2
+    assert "avatar enroll" in capsys.readouterr().err  # the error says what to do

@@ -11,7 +11,7 @@ from avatar.errors import AvatarError
 from avatar.metrics.frames import psnr, ssim
 from avatar.render.homography import (apply_homography, background_homography, homography_flow,
                                       match_background)
-from avatar.render.transition import alphas, along_bones, crossfade, estimate_jump, in_between
+from avatar.render.transition import Timing, alphas, along_bones, crossfade, estimate_jump, in_between
 
 SIZE = (240, 320)  # (H, W) of the synthetic frames
 SQUARE = 60  # px side of the textured "person" square
@@ -108,10 +108,15 @@ def test_homography_flow_is_the_offset_of_every_pixel():
 
 # -- in-between frames ----------------------------------------------------------------------
 
-def moving_square(n: int, start=(40.0, 60.0), end=(150.0, 100.0)):
+def moving_square(n: int, zoom: int = 1):
     """Frames a, b and the true in-betweens of a textured square sliding over a background."""
-    scene, patch = texture(SIZE, seed=5), texture((SQUARE, SQUARE), seed=6, cell=6)
-    at = lambda t: with_square(scene, *(np.array(start) + t * (np.array(end) - start)), patch)  # noqa: E731
+    size = (SIZE[0] * zoom, SIZE[1] * zoom)
+    scene, patch = texture(size, seed=5, cell=8 * zoom), texture((SQUARE * zoom,) * 2, seed=6, cell=6 * zoom)
+    start, end = np.array([40.0, 60.0]) * zoom, np.array([150.0, 100.0]) * zoom
+
+    def at(t: float):
+        return with_square(scene, *(start + t * (end - start)), patch)
+
     return at(0.0), at(1.0), [at(t)[0] for t in alphas(n)]
 
 
@@ -129,9 +134,10 @@ def test_in_between_of_equal_frames_is_that_frame():
         assert np.abs(f.astype(int) - a).max() <= 1
 
 
-def test_in_between_puts_a_moving_square_at_the_interpolated_place():
+@pytest.mark.parametrize("zoom", [1, 2])  # 2: 480x640 frames, flow at half resolution
+def test_in_between_puts_a_moving_square_at_the_interpolated_place(zoom):
     n = 3
-    (a, mask_a, pose_a), (b, mask_b, pose_b), truth = moving_square(n)
+    (a, mask_a, pose_a), (b, mask_b, pose_b), truth = moving_square(n, zoom)
     made = in_between(a, b, n, pose_a, pose_b, mask_a, mask_b)
     faded = crossfade(a, b, n)
     for m, f, t in zip(made, faded, truth):
@@ -157,7 +163,10 @@ def test_in_between_keeps_the_background_still_under_a_camera_move():
     """b's camera is shifted; the background must glide rigidly (homography), not cross-fade."""
     n = 3
     scene = texture((SIZE[0], SIZE[1] + 40), seed=8)
-    view = lambda dx: np.ascontiguousarray(scene[:, 20 + dx : 20 + dx + SIZE[1]])  # noqa: E731
+
+    def view(dx: int) -> np.ndarray:  # the camera panned by dx px
+        return np.ascontiguousarray(scene[:, 20 + dx : 20 + dx + SIZE[1]])
+
     patch = texture((SQUARE, SQUARE), seed=9)
     a, mask_a, pose_a = with_square(view(0), 60, 60, patch)
     b, mask_b, pose_b = with_square(view(12), 60, 60, patch)  # camera panned 12 px, person still
@@ -169,6 +178,42 @@ def test_in_between_keeps_the_background_still_under_a_camera_move():
         true_bg = cv2.warpAffine(view(0), np.float32([[1, 0, -12 * t], [0, 1, 0]]), SIZE[::-1], flags=cv2.INTER_LINEAR)
         away = (slice(20, 220), slice(200, 290))  # background, clear of the person and the borders
         assert psnr(m[away], true_bg[away]) > psnr(f[away], true_bg[away]) + 6.0
+
+
+def test_timing_is_linear_by_default_and_follows_the_boundary_speeds():
+    t = np.linspace(0, 1, 11)
+    np.testing.assert_allclose([Timing().at(x) for x in t], t, atol=1e-12)
+    pose_a, pose_b = np.array([[0.0, 0.0], [10.0, 0.0]]), np.array([[90.0, 0.0], [100.0, 0.0]])
+    step = (pose_b - pose_a) / 9  # n = 8: the jump spans 9 frame steps
+    assert Timing.from_poses(pose_a, pose_b, None, pose_b, 8) == Timing()
+    steady = Timing.from_poses(pose_a, pose_b, pose_a - step, pose_b + step, 8)
+    assert steady.start == pytest.approx(1.0) and steady.end == pytest.approx(1.0)
+    braking = Timing.from_poses(pose_a, pose_b, pose_a - 2 * step, pose_b, 8)  # fast out of a, still at b
+    assert braking.start == pytest.approx(2.0) and braking.end == pytest.approx(0.0)
+    s = [braking.at(x) for x in t]
+    assert s[0] == 0.0 and s[-1] == pytest.approx(1.0) and s[5] > 0.6 and np.all(np.diff(s) >= 0)
+    wild = Timing.from_poses(pose_a, pose_b, pose_a - 9 * step, pose_b + 9 * step, 8)  # capped: monotone
+    assert np.hypot(wild.start, wild.end) == pytest.approx(3.0)
+    assert np.all(np.diff([wild.at(x) for x in np.linspace(0, 1, 101)]) >= -1e-12)
+
+
+def test_in_between_times_the_motion_by_the_neighbouring_poses():
+    """A square that leaves a fast and stops at b: the timed frames beat the linear ones."""
+    n = 3
+    scene, patch = texture(SIZE, seed=11), texture((SQUARE, SQUARE), seed=12, cell=6)
+    start, end = np.array([40.0, 60.0]), np.array([150.0, 100.0])
+    timing = Timing(2.0, 0.0)
+
+    def at(s: float):
+        return with_square(scene, *(start + s * (end - start)), patch)
+
+    (a, mask_a, pose_a), (b, mask_b, pose_b) = at(0.0), at(1.0)
+    step = (pose_b - pose_a) / (n + 1)
+    timed = in_between(a, b, n, pose_a, pose_b, mask_a, mask_b, pose_before=pose_a - 2 * step, pose_after=pose_b)
+    linear = in_between(a, b, n, pose_a, pose_b, mask_a, mask_b)
+    for k, t in enumerate(alphas(n)):
+        truth = at(timing.at(t))[0]
+        assert psnr(timed[k], truth) > psnr(linear[k], truth) + 3.0
 
 
 def test_along_bones_adds_points_that_blend_with_the_ends():

@@ -1,4 +1,5 @@
-"""Quiet native libraries: MediaPipe's C++ core logs to file descriptor 2 directly."""
+"""Native libraries' settings: quiet logs (MediaPipe's C++ core writes to file descriptor 2
+directly) and torch's thread count for small models."""
 
 from __future__ import annotations
 
@@ -30,3 +31,19 @@ def quiet_stderr():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` torch threads, then restore the previous number.
+
+    Small models run fastest (and reproducibly) on one thread on a shared 2-core machine.
+    """
+    import torch  # deferred: only the learning code needs it
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -38,6 +38,28 @@ HAND_2D = (0, 4, 8, 9, 12, 20)
 VISIBLE = 0.5  # pose landmark visibility above which a 2D keypoint counts as seen
 NUM_POSE_2D = len(UPPER_BODY) + NUM_HANDS * len(HAND_2D)  # K of BodyTrack.pose_2d
 
+
+def _pose_2d_bones() -> tuple[tuple[int, int], ...]:
+    """Limbs as pairs of rows of BodyTrack.pose_2d: shoulders, arms, trunk, each hand's
+    wrist -> thumb and knuckle -> finger tips (transitions spread motion along them)."""
+    row = {landmark: k for k, landmark in enumerate(UPPER_BODY)}
+    body = [(LEFT_SHOULDER, RIGHT_SHOULDER), (LEFT_SHOULDER, LEFT_ELBOW), (LEFT_ELBOW, LEFT_WRIST),
+            (RIGHT_SHOULDER, RIGHT_ELBOW), (RIGHT_ELBOW, RIGHT_WRIST), (LEFT_SHOULDER, LEFT_HIP),
+            (RIGHT_SHOULDER, RIGHT_HIP), (LEFT_HIP, RIGHT_HIP)]
+    bones = [(row[a], row[b]) for a, b in body]
+    hand = {landmark: k for k, landmark in enumerate(HAND_2D)}
+    WRIST, THUMB_TIP, INDEX_TIP, MIDDLE_MCP, MIDDLE_TIP, PINKY_TIP = HAND_2D
+    fingers = [(WRIST, THUMB_TIP), (WRIST, MIDDLE_MCP), (MIDDLE_MCP, INDEX_TIP), (MIDDLE_MCP, MIDDLE_TIP),
+               (MIDDLE_MCP, PINKY_TIP)]
+    for slot, wrist in enumerate(POSE_WRISTS):
+        first = len(UPPER_BODY) + slot * len(HAND_2D)
+        bones.append((row[wrist], first + hand[WRIST]))
+        bones += [(first + hand[a], first + hand[b]) for a, b in fingers]
+    return tuple(bones)
+
+
+POSE_2D_BONES = _pose_2d_bones()
+
 ARRAY_PREFIX = "body_"
 ARRAY_KEYS = ("fps", "size", "world", "image", "hands", "hand_world", "masks", "face")
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from avatar.audio.types import Audio, AudioFeatures, Phone, Speech
 from avatar.body.types import BodyTrack
-from avatar.config import AUDIO, GESTURE
+from avatar.config import AUDIO
 from avatar.errors import AvatarError
 from avatar.gesture import bundle as bundle_io
 from avatar.gesture.bundle import Bundle, BundleWriter, EnrollReport
@@ -33,6 +33,8 @@ THRESHOLD_SCALES = (1.0, 1.25, 1.5, 2.0, 3.0)  # ... else the transition thresho
 MIN_PERSON_SHARE = 0.5  # the person must be tracked in at least this share of frames
 WALK_SECONDS = (10.0, 30.0)  # TANGO §3.1: dead-end probability of random walks this long
 NUM_WALKS = 1000
+TRAIN_SECONDS_PER_BASE_STEPS = 40.0  # AuMoCLIP: the default steps per this much video ...
+TRAIN_MINUTES_MAX = 4.0  # ... within this time budget (the enrolment time goals)
 MOUTH_BANK_EVERY = 2  # offer every n-th frame to the mouth bank (neighbours look alike)
 
 
@@ -220,7 +222,8 @@ def _embedding(body: BodyTrack, features: AudioFeatures, phones: list[Phone], wr
     """Train AuMoCLIP on this video (and ``options.also``) and embed every frame's motion."""
     from avatar.body.joints import joint_features, joint_positions
     from avatar.diffusion.checkpoint import save_model
-    from avatar.gesture.aumoclip import audio_inputs, motion_embeddings
+    from avatar.gesture.aumoclip import audio_embeddings, audio_inputs, motion_embeddings
+    from avatar.metrics.retrieval import low_level_accuracy
     from avatar.training.aumoclip import AuMoCLIPSettings, train_aumoclip
 
     motion = joint_features(joint_positions(body), body.fps)  # (T, J, 15)
@@ -230,12 +233,22 @@ def _embedding(body: BodyTrack, features: AudioFeatures, phones: list[Phone], wr
         extra = bundle_io.load_bundle(other)
         sequences.append((audio_inputs(extra.features, _timeline(extra.phones)),
                           joint_features(joint_positions(extra.body), extra.fps)))
-    settings = AuMoCLIPSettings(seed=options.seed)
-    if options.train_minutes is not None:
-        settings.minutes = options.train_minutes
+    seconds = sum(len(a) for a, _ in sequences) / body.fps
+    # Longer training memorises short videos (bench_retrieval: 400 steps beat 2 minutes on
+    # 38 s of video); more video gets proportionally more steps, within the time budget.
+    steps = round(AuMoCLIPSettings.steps * max(1.0, seconds / TRAIN_SECONDS_PER_BASE_STEPS))
+    settings = AuMoCLIPSettings(seed=options.seed, steps=steps,
+                                minutes=options.train_minutes or TRAIN_MINUTES_MAX)
+    start = time.perf_counter()
     model = train_aumoclip(sequences, body.fps, settings, log=log, progress=options.progress)
+    report.training["seconds"] = time.perf_counter() - start
     save_model(writer.path(bundle_io.MODEL), model)
     embedded = motion_embeddings(model, motion)
+    # How well the embedding fits the enrolled video itself (training frames: an upper
+    # bound; benchmarks/bench_retrieval.py measures held-out time).
+    heard = audio_embeddings(model, audio)
+    report.training["low_level_accuracy_enrolled"] = low_level_accuracy(heard.low, embedded.low, body.fps).accuracy
+    report.training["sequences"] = len(sequences)
     return model, embedded.low.astype(np.float32), embedded.high.astype(np.float32)
 
 

@@ -27,7 +27,9 @@ from avatar.gesture.bundle import Bundle
 
 Log = Callable[[str], None]
 
-JUMP_PENALTY = 0.5  # similarity units per jump: long runs of real frames win unless clearly worse
+# Cost of a jump, in standard deviations of the similarity scores (so it does not depend
+# on how peaked a model's similarities are): ~2 s runs of real frames between jumps.
+JUMP_PENALTY = 3.0
 MIN_RUN_NODES = 2  # a run between jumps is at least this many nodes (room for the transitions)
 FACE_SMOOTH_FRAMES = 1.0  # sigma (frames) of the face landmarks' smoothing along source time
 
@@ -97,10 +99,12 @@ def retrieval_scores(bundle: Bundle, audio_low: np.ndarray, audio_high: np.ndarr
 
 def plan_video(bundle: Bundle, scores: np.ndarray, num_frames: int,
                jump_penalty: float = JUMP_PENALTY) -> Plan:
-    """Best path through the graph for ``scores`` (S, N), laid out as output frames."""
+    """Best path through the graph for ``scores`` (S, N), laid out as output frames;
+    ``jump_penalty`` in standard deviations of the scores."""
     from avatar.gesture.retrieval import best_path
 
-    nodes = best_path(bundle.graph, scores, jump_penalty, min_run=MIN_RUN_NODES)  # (S,)
+    penalty = jump_penalty * float(scores.std())
+    nodes = best_path(bundle.graph, scores, penalty, min_run=MIN_RUN_NODES)  # (S,)
     source = node_frames(bundle)[nodes].reshape(-1)[:num_frames]
     transitions = []
     half = transition_length(bundle.fps) // 2
@@ -170,13 +174,17 @@ class FrameSource:
 
     def _in_between(self, t: Transition) -> list[tuple[np.ndarray, np.ndarray]]:
         """TANGO §3.3: frames from the real frames before and after a jump."""
+        from avatar.body.types import POSE_2D_BONES
         from avatar.render.transition import in_between
 
         body, (width, height) = self.bundle.body, self.bundle.size
         a, b = self.store[t.before][:height, :width], self.store[t.after][:height, :width]
         n = t.stop - t.start
+        # The poses one frame further out set how fast the motion leaves a and reaches b.
+        before, after = max(t.before - 1, 0), min(t.after + 1, body.num_frames - 1)
         frames = in_between(a, b, n, body.pose_2d(t.before), body.pose_2d(t.after),
-                            body.person_mask(t.before), body.person_mask(t.after))
+                            body.person_mask(t.before), body.person_mask(t.after), bones=POSE_2D_BONES,
+                            pose_before=body.pose_2d(before), pose_after=body.pose_2d(after))
         alphas = np.arange(1, n + 1) / (n + 1)
         fa, fb = self.faces[t.before], self.faces[t.after]
         return [(f, (1 - w) * fa + w * fb) for f, w in zip(frames, alphas)]

@@ -26,11 +26,10 @@ shift property on any motion, e.g. held-out ground truth.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -41,6 +40,7 @@ from avatar.audio.types import AudioFeatures
 from avatar.diffusion.checkpoint import load_model, register_model, save_model
 from avatar.errors import AvatarError
 from avatar.motion.types import MotionSeq
+from avatar.native import torch_threads
 
 KIND = "capp"
 POSE_CHANNELS = 3  # yaw, pitch, roll: the first motion channels, centred per window
@@ -261,17 +261,6 @@ def contrastive_loss(model: CAPP, batch: _Batch) -> Tensor:
     nce = 0.5 * (_info_nce(a, m, m_shift, tau) + _info_nce(m, a, a_shift, tau))
     shifted_cos = torch.cat([torch.einsum("be,bke->bk", a, m_shift), torch.einsum("be,bke->bk", m, a_shift)])
     return nce + model.config.shift_penalty * shifted_cos.pow(2).mean()
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` torch threads, then restore the previous number."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass

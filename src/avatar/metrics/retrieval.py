@@ -35,6 +35,7 @@ TIE_JITTER = 1e-9
 # (its EVENT_PEAK_PERCENTILE), so small wiggles of a smooth signal are not events.
 EVENT_SHARE = 0.3
 EVENT_PEAK_PERCENTILE = 99
+NORM_FLOOR = 1e-12  # zero vectors stay zero when made unit length
 
 
 @dataclass
@@ -81,7 +82,7 @@ class LowLevelRange:
 
 def _unit(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), NORM_FLOOR)
 
 
 def _query_frames(valid: np.ndarray, reach: LowLevelRange, queries: int | None,

@@ -5,7 +5,9 @@ from frame ``a`` (zoom, pan, hand-held drift). TANGO masks the person out, detec
 keypoints, matches them with FLANN and fits a homography with RANSAC; the per-pixel
 offset (dx, dy) of that homography is the "background flow" that keeps the background
 still in the generated in-between frames. Matching runs on a downscaled copy for speed;
-the matrix is rescaled to full-resolution pixels.
+the matrix is rescaled to full-resolution pixels. A fit that does not explain the
+background better than "nothing moved" (few keypoints on a plain wall, a static overlay)
+is replaced by the identity, so a still camera is not given a spurious drift.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class BackgroundMatch:
     matrix: np.ndarray | None  # (3, 3) full-resolution px, b -> a; None: too few inliers
     matches: int  # matches that passed the ratio test
     inliers: int  # RANSAC inliers among them
-    static: bool = False  # the fit did not align the background better than identity: I kept
+    static: bool = False  # the fit aligned the background no better than identity: identity kept
 
 
 def scale_matrix(scale: float) -> np.ndarray:
@@ -114,10 +116,10 @@ def match_background(img_a: np.ndarray, img_b: np.ndarray, person_a: np.ndarray 
     """
     _check_pair(img_a, img_b)
     scale = _scale_for(img_a.shape)
-    size = (round(img_a.shape[0] * scale), round(img_a.shape[1] * scale))  # (h, w)
+    grays = [cv2.resize(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), None, fx=scale, fy=scale,
+                        interpolation=cv2.INTER_AREA) for img in (img_a, img_b)]  # exactly x scale
+    size = grays[0].shape  # (h, w)
     sift = cv2.SIFT_create(nfeatures=MAX_FEATURES)
-    grays = [cv2.resize(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), size[::-1], interpolation=cv2.INTER_AREA)
-             for img in (img_a, img_b)]
     backgrounds = [_background_mask(person, size) for person in (person_a, person_b)]
     feats = [_features(g, m, sift) for g, m in zip(grays, backgrounds)]
     (pts_a, desc_a), (pts_b, desc_b) = feats
