@@ -149,7 +149,8 @@ def _add_enroll(sub) -> None:
                                                    "default ~/.local/share/avatar/avatars) or a folder path")
     np_.add_argument("--force", action="store_true", help="replace an existing avatar of that name")
     np_.add_argument("--minutes", type=_positive(float), metavar="M",
-                     help="training time budget of the audio-motion embedding (default: by video length)")
+                     help="cap on the training time of the audio-motion embedding (default 4; "
+                          "its steps grow with the video's length)")
     np_.add_argument("--also", nargs="+", default=[], metavar="NAME",
                      help="other enrolled avatars whose videos the embedding also trains on")
     np_.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -52,3 +52,18 @@ def open_archive(path, fmt: str, version: int, what: str):
         raise AvatarError(f"{what} format version {meta.get('version')} is newer than this avatar reads",
                           str(path), "update avatar")
     return data, meta
+
+
+def prefixed(prefix: str, values: dict) -> dict[str, np.ndarray]:
+    """``values`` as arrays under ``prefix + key`` (several objects share one ``.npz``)."""
+    return {prefix + key: np.asarray(value) for key, value in values.items()}
+
+
+def prefixed_reader(arrays, prefix: str, keys, what: str, where: str):
+    """A getter ``key -> array`` of ``arrays[prefix + key]`` (a dict or an open ``np.load``),
+    after checking that every key is there (AvatarError naming the missing ones)."""
+    missing = [prefix + k for k in keys if prefix + k not in arrays]
+    if missing:
+        raise AvatarError(f"{what} arrays are missing: {', '.join(missing)}", where,
+                          "enroll the video again to rebuild them")
+    return lambda key: np.asarray(arrays[prefix + key])

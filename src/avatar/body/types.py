@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from avatar.errors import AvatarError
+from avatar.fileio import prefixed, prefixed_reader
 
 NUM_POSE = 33  # MediaPipe pose landmarks
 NUM_HAND = 21  # MediaPipe hand landmarks
@@ -165,16 +165,12 @@ class BodyTrack:
         values = {"fps": np.float64(self.fps), "size": np.array(self.size, np.int64),
                   "world": self.world, "image": self.image, "hands": self.hands,
                   "hand_world": self.hand_world, "masks": self.masks, "face": self.face}
-        return {ARRAY_PREFIX + key: np.asarray(values[key]) for key in ARRAY_KEYS}
+        return prefixed(ARRAY_PREFIX, {key: values[key] for key in ARRAY_KEYS})
 
     @staticmethod
     def from_arrays(arrays, where: str = "body track") -> BodyTrack:
         """Inverse of :meth:`save_arrays` (accepts a dict or an open ``np.load`` archive)."""
-        missing = [ARRAY_PREFIX + k for k in ARRAY_KEYS if ARRAY_PREFIX + k not in arrays]
-        if missing:
-            raise AvatarError(f"body tracking arrays are missing: {', '.join(missing)}", where,
-                              "re-enroll the video to rebuild its tracking")
-        get = lambda key: np.asarray(arrays[ARRAY_PREFIX + key])  # noqa: E731
+        get = prefixed_reader(arrays, ARRAY_PREFIX, ARRAY_KEYS, "body tracking", where)
         width, height = (int(v) for v in get("size"))
         return BodyTrack(float(get("fps")), (width, height), get("world").astype(np.float32),
                          get("image").astype(np.float32), get("hands").astype(np.float32),

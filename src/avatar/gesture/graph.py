@@ -42,6 +42,7 @@ from scipy.spatial.distance import cdist
 
 from avatar.config import GESTURE
 from avatar.errors import AvatarError
+from avatar.fileio import prefixed, prefixed_reader
 
 MASK_HALF = 127  # uint8 masks are 0..255 person probability (BodyTrack): above this is the person
 NO_SEGMENT = -1  # segment id for unusable frames (no person tracked); any negative id gets no node
@@ -119,16 +120,12 @@ class MotionGraph:
         values = {"starts": self.starts, "segment": self.segment, "ids": self.ids, "src": src,
                   "dst": dst, "num_nodes": np.int64(self.num_nodes),
                   "node_frames": np.int64(self.node_frames)}
-        return {ARRAY_PREFIX + key: np.asarray(values[key]) for key in ARRAY_KEYS}
+        return prefixed(ARRAY_PREFIX, {key: values[key] for key in ARRAY_KEYS})
 
     @staticmethod
     def from_arrays(arrays, where: str = "motion graph") -> MotionGraph:
         """Inverse of :meth:`save_arrays` (a dict or an open ``np.load`` archive)."""
-        missing = [ARRAY_PREFIX + k for k in ARRAY_KEYS if ARRAY_PREFIX + k not in arrays]
-        if missing:
-            raise AvatarError(f"motion graph arrays are missing: {', '.join(missing)}", where,
-                              "re-enroll the video to rebuild its motion graph")
-        get = lambda key: np.asarray(arrays[ARRAY_PREFIX + key])  # noqa: E731
+        get = prefixed_reader(arrays, ARRAY_PREFIX, ARRAY_KEYS, "motion graph", where)
         n = int(get("num_nodes"))
         src, dst = get("src").astype(np.int64), get("dst").astype(np.int64)
         adjacency = sparse.csr_matrix((np.ones(len(src), bool), (src, dst)), shape=(n, n))
