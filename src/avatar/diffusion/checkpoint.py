@@ -114,14 +114,20 @@ def read_spec(path: str | os.PathLike) -> dict[str, Any]:
     return {**spec, "extra": extra}
 
 
-def load_model(path: str | os.PathLike, device: str = "cpu") -> nn.Module:
-    """Rebuild the model a checkpoint describes and load its weights; returned in eval mode."""
+def load_model(path: str | os.PathLike, device: str = "cpu", expect: type | None = None) -> nn.Module:
+    """Rebuild the model a checkpoint describes and load its weights; returned in eval mode.
+
+    ``expect``: the class the caller needs; AvatarError if the file holds another model.
+    """
     spec = read_spec(path)
     try:
         model = build_model(spec)
     except (TypeError, KeyError, ValueError) as e:
         raise AvatarError(f"checkpoint config does not fit this version of the model ({e})",
                           str(path)) from None
+    if expect is not None and not isinstance(model, expect):
+        raise AvatarError(f"checkpoint holds the model {type(model).__name__}, not {expect.__name__}", str(path),
+                          f"use a checkpoint of a {expect.__name__} model")
     try:
         safetensors.torch.load_model(model, str(path), strict=True, device=device)
     except Exception as e:

@@ -428,10 +428,7 @@ def save_aumoclip(path: str | os.PathLike, model: AuMoCLIP, extra: dict | None =
 
 def load_aumoclip(path: str | os.PathLike) -> AuMoCLIP:
     """An AuMoCLIP model from its checkpoint alone; AvatarError if the file holds another model."""
-    model = load_model(path)
-    if not isinstance(model, AuMoCLIP):
-        raise AvatarError(f"checkpoint holds a {type(model).__name__}, not an AuMoCLIP model", str(path))
-    return model
+    return load_model(path, expect=AuMoCLIP)
 
 
 __all__ = ["AuMoCLIP", "AuMoCLIPConfig", "Embeddings", "FrameEmbeddings", "Losses", "audio_inputs",

@@ -84,9 +84,9 @@ class Bundle:
         return FrameStore(self.folder / FRAMES)
 
     def model(self):
-        from avatar.diffusion.checkpoint import load_model
+        from avatar.gesture.aumoclip import load_aumoclip
 
-        return load_model(self.folder / MODEL)
+        return load_aumoclip(self.folder / MODEL)
 
     def mouth_bank(self):
         from avatar.render.mouth_bank import MouthBank

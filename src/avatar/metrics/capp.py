@@ -305,10 +305,7 @@ def save_capp(path: str | os.PathLike, model: CAPP, extra: dict | None = None) -
 
 def load_capp(path: str | os.PathLike) -> CAPP:
     """A CAPP model from its checkpoint alone; AvatarError if the file holds another model."""
-    model = load_model(path)
-    if not isinstance(model, CAPP):
-        raise AvatarError(f"checkpoint holds a {type(model).__name__}, not a CAPP model", str(path))
-    return model
+    return load_model(path, expect=CAPP)
 
 
 # -- scoring --------------------------------------------------------------------------------
