@@ -267,8 +267,8 @@ def test_evaluate_reuses_the_cached_capp_model_and_accepts_a_checkpoint(dataset,
 
     out, first = evaluated
     stamp = (out / "capp.safetensors").stat().st_mtime_ns
-    again = evaluate(dataset, ["rules"], out, seeds=2, plots=False)
-    assert (out / "capp.safetensors").stat().st_mtime_ns == stamp  # not trained again
+    again = evaluate(dataset, ["rules"], out, seeds=2, plots=False, capp_options=cp.TrainOptions(**TINY_TRAINING))
+    assert (out / "capp.safetensors").stat().st_mtime_ns == stamp  # same data and settings: not trained again
     assert again.table["rules"]["capp"] == pytest.approx(first.table["rules"]["capp"])
     other = evaluate(dataset, ["rules"], tmp_path, seeds=2, plots=False, capp_checkpoint=out / "capp.safetensors")
     assert other.table["rules"]["capp"] == pytest.approx(first.table["rules"]["capp"])
@@ -287,3 +287,20 @@ def test_evaluate_command_line(dataset, evaluated, tmp_path, capsys):
     assert main(argv + ["--checkpoint", "vasa=x.safetensors"]) == EXIT_USER_ERROR
     err = capsys.readouterr().err
     assert "dataset folder not found" in err and "not among --methods" in err
+
+
+def test_train_command_line_keeps_a_checkpoint_that_loads_alone(dataset, tmp_path, capsys):
+    """Two short clips: too short for selection blocks, so one whole clip is the selection."""
+    from avatar.cli import main
+    from avatar.diffusion.checkpoint import load_model, read_spec
+
+    out = tmp_path / "vasa.safetensors"
+    assert main(["train", "--method", "vasa", "--data", str(dataset), "-o", str(out), "--steps", "3"]) == 0
+    err = capsys.readouterr().err
+    assert "11 training windows; selection: 31 windows of 1 clip(s)" in err
+    assert "trained 3 steps" in err and "kept step 3" in err and "lowest held-out loss" in err
+    assert load_model(out).kind == "vasa" and read_spec(out)["extra"]["step"] == 3
+    assert main(["train", "--data", str(dataset), "-o", str(out), "--steps", "3", "--keep", "best", "-q"]) == 0
+    with pytest.raises(SystemExit):  # argparse refuses, with the choices
+        main(["train", "--data", str(dataset), "-o", str(out), "--keep", "first"])
+    assert "choose from 'last', 'best'" in capsys.readouterr().err

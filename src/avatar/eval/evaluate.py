@@ -22,7 +22,7 @@ Outputs (tables and plots) are written by :mod:`avatar.eval.report` and
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence, Union
 
@@ -185,14 +185,18 @@ def capp_model(clips: Sequence[Clip], out_dir: Path, checkpoint=None, options: T
     if checkpoint is not None:
         return load_capp(checkpoint), Path(checkpoint)
     cache = out_dir / CAPP_CACHE
-    if cache.is_file() and read_spec(cache)["extra"].get("dataset") == _fingerprint(clips):
-        return load_capp(cache), cache
     config = CAPPConfig(audio_dim=clips[0].features.mel.shape[1] + AUDIO_SCALARS)
+    options = options or TrainOptions()
+    made_for = {"dataset": _fingerprint(clips), "options": asdict(options)}
+    if cache.is_file():
+        spec = read_spec(cache)
+        if spec["config"] == CAPP(config).to_config() and all(spec["extra"].get(k) == v for k, v in made_for.items()):
+            return load_capp(cache), cache
     series = [Series.of(c.motion, c.features, c.train_mask(), config.actions) for c in clips]
     if log:
         log(f"training the CAPP model on the training frames of {len(clips)} clip(s)")
-    model = train_capp(series, config, options or TrainOptions(), log=log)
-    save_capp(cache, model, {"dataset": _fingerprint(clips)})
+    model = train_capp(series, config, options, log=log)
+    save_capp(cache, model, made_for)
     return model, cache
 
 

@@ -33,6 +33,10 @@ MOUTH_ACTIONS = ("jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthRo
 # log pitch and a voicing flag.
 PITCH_REFERENCE_HZ = 150.0
 GLOBAL_CONDS = {"gaze": 2, "distance": 1, "emotion": 2}
+# What one unit of each global condition means at the network's input (the condition is
+# divided by it): gaze in radians (0.1 rad ~ 6 deg), log head distance, valence/arousal in
+# [-1, 1]. Raw radians of gaze are ~0.03 on real clips, too small for the model to notice.
+GLOBAL_SCALES = {"gaze": 0.1, "distance": 0.1, "emotion": 0.5}
 AUDIO = "audio"
 
 
@@ -106,6 +110,7 @@ class VasaConfig:
     sigma_data: float = 1.0  # motion is standardised per channel
     steps: int = 10
     guidance: dict = field(default_factory=lambda: {"audio": 1.5})
+    global_scales: dict = field(default_factory=lambda: dict(GLOBAL_SCALES))
 
 
 def build_vasa(config: VasaConfig, **stats):

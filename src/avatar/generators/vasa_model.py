@@ -63,6 +63,12 @@ class VasaModel(nn.Module):
     def normalise_audio(self, a: torch.Tensor) -> torch.Tensor:
         return (a - self.audio_mean) / self.audio_std
 
+    def normalise_globals(self, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Global conditions divided by their scales (checkpoints from before the scales
+        existed were trained on raw values: scale 1)."""
+        scales = self.config.get("global_scales", {})
+        return {k: v / scales.get(k, 1.0) for k, v in values.items()}
+
     def forward(self, x, sigma, cond: Cond | None = None):
         """The denoiser D(x, sigma, cond) -> x0 on normalised motion (B, N, C)."""
         return self.denoiser(x, sigma, cond)
@@ -84,7 +90,7 @@ class VasaModel(nn.Module):
         N, K = cfg["window"], cfg["prefix"]
         T = len(audio)
         a = self.normalise_audio(torch.from_numpy(with_lead_in(_pad_to(audio, -(-T // N) * N), K)))  # (K+W*N, Ca)
-        g = {k: torch.from_numpy(v)[None] for k, v in globals_.items()}  # each (1, Cg)
+        g = self.normalise_globals({k: torch.from_numpy(v)[None] for k, v in globals_.items()})  # each (1, Cg)
         D = per_condition(self, guidance if guidance is not None else cfg["guidance"])
         sigmas = karras_sigmas(steps or cfg["steps"])
         out, prev = [], None

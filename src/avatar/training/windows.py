@@ -4,9 +4,12 @@ A window is N frames plus the K frames before it (the previous-window prefix of 
 §3.2: motion and audio). Windows come only from frames of one split, never across:
 
 - "train": the clip's training frames minus a selection block;
-- "select": the last SELECT_FRACTION of each clip's training frames, never trained on;
-  the training loop picks its checkpoint here, so the held-out validation ranges stay
-  untouched for evaluation (avatar evaluate);
+- "select": never trained on; the training loop picks its checkpoint here, so the
+  held-out validation ranges stay untouched for evaluation (avatar evaluate). It is a
+  block at the end of each clip's training frames (the last SELECT_FRACTION, but at least
+  one window) in clips with SELECT_MIN_WINDOWS windows of training frames or more; when
+  no clip is that long (a dataset of short clips), every SELECT_CLIP_EVERY-th clip that
+  holds a window gives all its training frames instead;
 - "val": the clip's held-out validation ranges.
 """
 
@@ -19,6 +22,9 @@ import numpy as np
 from avatar.generators.vasa import audio_frames, emotion_proxy, global_conditions, motion_to_array
 
 SELECT_FRACTION = 0.1
+SELECT_MIN_WINDOWS = 3  # a clip gives a selection block only if it has this many windows of frames
+SELECT_CLIP_EVERY = 10
+
 
 @dataclass
 class WindowSource:
@@ -30,23 +36,31 @@ class WindowSource:
     seq: object  # the clip's MotionSeq, for the emotion stand-ins
 
 
-def split_mask(clip, split: str) -> np.ndarray:
-    """(T,) bool frames of ``split`` ("train", "select" or "val") in a clip."""
-    if split == "val":
-        return np.asarray(clip.val_mask(), bool)
-    train = np.asarray(clip.train_mask(), bool)
-    frames = np.flatnonzero(train)
-    select = np.zeros_like(train)
-    select[frames[len(frames) - int(round(SELECT_FRACTION * len(frames))):]] = True
-    return select if split == "select" else train & ~select
-
-
-def sources(clips, split: str) -> list[WindowSource]:
+def split_masks(clips, window: int) -> list[dict[str, np.ndarray]]:
+    """Per clip, (T,) bool frames of each split ("train", "select", "val") for windows of
+    ``window`` frames."""
     out = []
     for clip in clips:
-        allowed = split_mask(clip, split)
-        out.append(WindowSource(motion_to_array(clip.motion), audio_frames(clip.features),
-                                np.asarray(allowed, bool), clip.motion))
+        train = np.asarray(clip.train_mask(), bool)
+        frames = np.flatnonzero(train)
+        select = np.zeros_like(train)
+        if len(frames) >= SELECT_MIN_WINDOWS * window:
+            select[frames[len(frames) - max(int(round(SELECT_FRACTION * len(frames))), window):]] = True
+        out.append({"train": train, "select": select, "val": np.asarray(clip.val_mask(), bool)})
+    if not any(m["select"].any() for m in out):  # only short clips: hold out whole ones
+        usable = [m for m in out if m["train"].sum() >= window]
+        if len(usable) >= 2:
+            for m in usable[::SELECT_CLIP_EVERY]:
+                m["select"] = m["train"].copy()
+    for m in out:
+        m["train"] = m["train"] & ~m["select"]
+    return out
+
+
+def sources(clips, split: str, window: int) -> list[WindowSource]:
+    out = []
+    for clip, masks in zip(clips, split_masks(clips, window)):
+        out.append(WindowSource(motion_to_array(clip.motion), audio_frames(clip.features), masks[split], clip.motion))
     return out
 
 
