@@ -66,7 +66,7 @@ class Evaluation:
     step: int
     minutes: float
     train: float  # loss of the last training batch
-    select: float  # selection windows: picks the checkpoint, decides early stopping
+    select: float  # selection windows (with keep="best": picks the checkpoint, stops early)
     held_out: float  # the clips' validation ranges: reported only (nan if they have no window)
 
 
@@ -103,8 +103,9 @@ class TrainSettings:
 
 def train_vasa(clips, out_path, config: VasaConfig = VasaConfig(), settings: TrainSettings = TrainSettings(),
                log=print, on_evaluation=None) -> TrainReport:
-    """Train on ``clips`` (avatar.data.Clip), keep the best checkpoint at ``out_path``.
-    ``on_evaluation(model, evaluation)``, if given, is called after every evaluation."""
+    """Train on ``clips`` (avatar.data.Clip) and write the kept model (``settings.keep``) to
+    ``out_path``. ``on_evaluation(model, evaluation)``, if given, is called after every
+    evaluation."""
     import torch
 
     from avatar.diffusion.checkpoint import save_model
