@@ -23,7 +23,7 @@ from avatar.eval.evaluate import held_out_segments
 from avatar.generators.base import Controls
 from avatar.generators.vasa import VasaGenerator, emotion_proxy
 from avatar.training.dataset import load_dataset
-from avatar.training.windows import sources, window_starts
+from avatar.training.windows import sources, window_conditions, window_starts
 
 SEEDS = 3
 EXTRA_GUIDANCE = 2.0
@@ -39,10 +39,9 @@ def training_conditions(clips, window: int) -> dict[str, np.ndarray]:
     values = {"gaze_x": [], "gaze_y": [], "distance": [], "valence": [], "arousal": []}
     for src in sources(clips, "train", window):
         for s in window_starts(src, window, 0)[::window // 2]:
-            piece = src.seq.slice(int(s), int(s) + window)
-            gaze = piece.gaze.mean(0)
-            v, a = emotion_proxy(piece)
-            for name, x in zip(values, (gaze[0], gaze[1], piece.scale.mean(), v, a)):
+            c = window_conditions(src.seq.slice(int(s), int(s) + window))
+            row = (*c["gaze"], np.exp(c["distance"][0]), *c["emotion"])  # distance is stored as its log
+            for name, x in zip(values, row):
                 values[name].append(float(x))
     return {k: np.array(v) for k, v in values.items()}
 

@@ -86,6 +86,13 @@ class Batch:
     globals_: dict  # name -> (B, Cg)
 
 
+def window_conditions(window) -> dict[str, np.ndarray]:
+    """The global conditions a stretch of real motion (MotionSeq) is trained with: its mean
+    gaze and head distance, and the valence/arousal stand-ins."""
+    v, a = emotion_proxy(window)
+    return global_conditions(window.gaze.mean(0), float(window.scale.mean()), v, a)
+
+
 def cut(srcs: list[WindowSource], picks: list[tuple[int, int]], N: int, K: int) -> Batch:
     """The windows (clip index, start) as one batch."""
     motion, prefix, has, audio, glob = [], [], [], [], []
@@ -97,7 +104,6 @@ def cut(srcs: list[WindowSource], picks: list[tuple[int, int]], N: int, K: int) 
         ok = s >= K and src.allowed[s - K:s].all()
         prefix.append(src.motion[s - K:s] if ok else np.zeros((K, src.motion.shape[1]), np.float32))
         has.append(ok)
-        v, a = emotion_proxy(window)
-        glob.append(global_conditions(window.gaze.mean(0), float(window.scale.mean()), v, a))
+        glob.append(window_conditions(window))
     globals_ = {k: np.stack([g[k] for g in glob]) for k in glob[0]}
     return Batch(np.stack(motion), np.stack(prefix), np.array(has), np.stack(audio), globals_)
