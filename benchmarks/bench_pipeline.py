@@ -2,9 +2,10 @@
 
     python benchmarks/bench_pipeline.py [--image PHOTO] [--audio FILE] [--long-minutes 10]
 
-1. Loading costs: MediaPipe face mesh, the TTS voice, the phone aligner/recogniser.
+1. Loading costs: MediaPipe face mesh, the TTS voice, the phone aligner/recogniser, Whisper.
 2. Real-time factor (job time / speech duration, loading excluded) for ~10 s and ~60 s of
-   speech, from text (TTS + exact phones) and, with --audio, from a file (phone recognition).
+   speech, from text (TTS + exact phones) and, with --audio, from a file (speech recognition
+   + forced alignment).
 3. Peak memory of a whole `avatar speak` run on --long-minutes of speech (a subprocess;
    the speech file is the synthesised text repeated).
 """
@@ -52,6 +53,11 @@ def loading_costs() -> dict[str, float]:
     t = time.perf_counter()
     aligner.recognize(short)
     costs["phone recogniser"] = time.perf_counter() - t
+    from avatar.audio.asr import Recognizer
+
+    t = time.perf_counter()
+    Recognizer().transcribe(short)
+    costs["speech recogniser (Whisper tiny.en)"] = time.perf_counter() - t
     return costs
 
 
@@ -76,14 +82,14 @@ def peak_memory(image, minutes: float, workdir: Path) -> None:
     subprocess.run([sys.executable, "-m", "avatar.cli", "speak", "--image", str(image), "--audio", str(wav),
                     "-o", str(workdir / "long.mp4"), "-q"], check=True)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"{long.duration / 60:.1f} min of speech (phone recognition): {time.perf_counter() - t:.0f} s, "
+    print(f"{long.duration / 60:.1f} min of speech (speech recognition): {time.perf_counter() - t:.0f} s, "
           f"peak memory {peak:.0f} MB")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--image", default=str(bundled_portrait()))
-    ap.add_argument("--audio", help="also time a speech file (phones by recognition)")
+    ap.add_argument("--audio", help="also time a speech file (words recognised, then aligned)")
     ap.add_argument("--long-minutes", type=float, default=10.0, help="0 skips the memory run")
     args = ap.parse_args()
     for name, sec in loading_costs().items():

@@ -229,9 +229,9 @@ def test_load_speech_with_transcript(speech_wav):
     assert features.num_frames == math.ceil(spoken.audio.duration * FPS)
 
 
-def test_load_speech_recognises_phones(speech_wav):
+def test_load_speech_recognises_speech(speech_wav):
     spoken, features = load_speech(audio_path=speech_wav, fps=FPS)
-    assert spoken.phones_source == "phone-recognition"
+    assert spoken.phones_source == "speech-recognition"
     assert "M" in {p.label for p in spoken.phones}
     assert_covering(spoken.phones, spoken.audio.duration)
     assert features.vad.max() > 0.9

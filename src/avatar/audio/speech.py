@@ -11,6 +11,7 @@ import numpy as np
 from avatar.audio.align import default_aligner
 from avatar.audio.features import extract_features
 from avatar.audio.io import load_audio, resample
+from avatar.audio.listen import listen
 from avatar.audio.phonemes import SILENCE, merge_silences, text_words
 from avatar.audio.tts import synthesize
 from avatar.audio.types import Audio, AudioFeatures, Phone, Speech
@@ -34,7 +35,8 @@ def load_speech(
 
     * ``text``: spoken by the offline TTS (``tts_engine``); phones are exact.
     * ``audio_path`` + ``transcript``: phones by forced alignment of the transcript.
-    * ``audio_path`` alone: phones by phone recognition (SIL wherever nobody speaks).
+    * ``audio_path`` alone: words by offline speech recognition, then forced alignment;
+      phone recognition where no English words are understood (SIL wherever nobody speaks).
 
     Phones are sorted, non-overlapping and cover [0, duration]. ``Speech.audio`` keeps
     the quality needed for the output video (VIDEO.audio_sample_rate for files).
@@ -104,9 +106,10 @@ def _aligned_speech(audio: Audio, audio16: Audio, transcript: str, path: Path) -
 
 
 def _recognised_speech(audio: Audio, audio16: Audio) -> Speech:
-    """Phone recognition without a transcript."""
-    phones = default_aligner().recognize(audio16)
-    return Speech(audio=audio, phones=phones, phones_source="phone-recognition")
+    """Without a transcript: recognised words, forced-aligned; phone recognition elsewhere."""
+    heard = listen(audio16)
+    return Speech(audio=audio, phones=heard.phones, words=heard.words, transcript=heard.transcript,
+                  phones_source=heard.source)
 
 
 def cover_timeline(phones: Sequence[Phone], duration: float) -> list[Phone]:

@@ -47,7 +47,9 @@ class Speech:
     phones: list[Phone] = field(default_factory=list)
     words: list[Word] = field(default_factory=list)
     transcript: str | None = None
-    phones_source: str = "none"  # "tts", "forced-alignment", "phone-recognition" or "none"
+    # "tts", "forced-alignment", "speech-recognition" (heard words, aligned),
+    # "phone-recognition", "speech-recognition+phone-recognition" or "none"
+    phones_source: str = "none"
 
 
 @dataclass
