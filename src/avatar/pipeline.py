@@ -50,12 +50,14 @@ class SpeakResult:
 def load_portrait(image, max_size: int | None = None, log: Log = _silent) -> Portrait:
     """Read a photo (path or RGB array), downscale to ``max_size``, and fit its face."""
     from avatar.face.tracker import largest_face
+    from avatar.render.closed_mouth import close_mouth
 
     where = str(image) if not isinstance(image, np.ndarray) else "<array>"
     rgb = load_image(image) if not isinstance(image, np.ndarray) else _as_rgb(image)
     rgb = fit_max_size(rgb, max_size)
     face = largest_face(rgb, where, warn=log)
-    return Portrait(rgb, FaceModel.from_observation(face), where)
+    rgb, model = close_mouth(rgb, FaceModel.from_observation(face))  # an open mouth is closed
+    return Portrait(rgb, model, where)
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:

@@ -1,0 +1,64 @@
+"""A closed-mouth source from a photo whose mouth is open (a smile with teeth, a still taken
+mid-speech).
+
+The face model's neutral shape has its lips sealed (avatar.face.model.seal_lips). If the
+renderer warped the open photo toward it, the pixels between the lips (teeth, tongue,
+cavity) would be squeezed and smeared over the mouth in every frame. Instead, once per
+photo, every face-mesh triangle is mapped exactly (one affine map per triangle) from its
+place in the photo to its place in the sealed face: the lips' own triangles stretch until
+the inner lip edges meet, and the mouth opening, which belongs to no triangle, is never
+sampled. The result, with the sealed landmarks as its source points, is what the renderer
+animates; any interior it later shows comes from its own painter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import cv2
+import numpy as np
+
+from avatar.face import topology as topo
+from avatar.face.model import FaceModel, face_template
+
+OPEN_RATIO = 0.04  # inner-lip gap / mouth width above which the source mouth counts as open
+MOVED_PX = 0.05  # triangles whose corners all move less than this are left as they are
+
+
+def mouth_open_ratio(points: np.ndarray) -> float:
+    """Inner-lip gap at the middle of the mouth over the mouth's width (landmarks (478, 2))."""
+    gap = np.linalg.norm(points[topo.LOWER_LIP_TOP] - points[topo.UPPER_LIP_BOTTOM])
+    width = np.linalg.norm(points[topo.MOUTH_CORNER_L] - points[topo.MOUTH_CORNER_R])
+    return float(gap / max(width, 1e-6))
+
+
+def close_mouth(image: np.ndarray, face: FaceModel) -> tuple[np.ndarray, FaceModel]:
+    """(image, face) with the lips closed if the photo's mouth is open, else unchanged."""
+    if mouth_open_ratio(face.source_points) <= OPEN_RATIO:
+        return image, face
+    sealed = face.frame.to_image(face.neutral)[:, :2]  # (478, 2) where the landmarks go
+    sealed[topo.NUM_MESH_POINTS:] = face.source_points[topo.NUM_MESH_POINTS:]  # irises stay
+    src = face.source_points
+    _, triangles = face_template()  # (M, 3): the mesh, without the mouth and eye holes
+    moved = np.abs(sealed - src).max(1) > MOVED_PX  # (478,)
+    out = image.copy()
+    h, w = image.shape[:2]
+    for tri in triangles[moved[triangles].any(1)]:
+        dst = sealed[tri].astype(np.float32)  # (3, 2)
+        x0, y0 = np.maximum(np.floor(dst.min(0)).astype(int) - 1, 0)
+        x1, y1 = np.minimum(np.ceil(dst.max(0)).astype(int) + 2, (w, h))
+        if x1 <= x0 or y1 <= y0:
+            continue
+        local = dst - np.float32([x0, y0])
+        e1, e2 = local[1] - local[0], local[2] - local[0]
+        if abs(e1[0] * e2[1] - e1[1] * e2[0]) < 1e-3:  # collapsed: covers no pixel
+            continue
+        to_src = cv2.getAffineTransform(local, src[tri].astype(np.float32))  # local -> photo
+        patch = cv2.warpAffine(image, to_src, (x1 - x0, y1 - y0),
+                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_REFLECT)
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillConvexPoly(mask, np.round(local * 16).astype(np.int32), 1, cv2.LINE_8, 4)
+        region = out[y0:y1, x0:x1]
+        region[mask > 0] = patch[mask > 0]
+    return out, replace(face, source_points=sealed)
