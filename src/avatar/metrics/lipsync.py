@@ -58,3 +58,86 @@ def opening_energy_correlation(opening: np.ndarray, energy: Sequence[float]) -> 
     if n < 3 or a.std() == 0 or b.std() == 0:
         return float("nan")
     return float(np.corrcoef(a, b)[0, 1])
+
+
+# --- self-reenactment measures (benchmarks/bench_selfreenact.py) -------------------------
+# "Closed" rule: gap / mouth width below min(CLOSED_RATIO_MAX, own 5th percentile + CLOSED_MARGIN).
+# MediaPipe keeps a small, per-person gap for touching lips, so the threshold follows each
+# track's own floor, capped so a track that never closes is not called closed.
+CLOSED_RATIO_MAX = 0.08
+CLOSED_MARGIN = 0.03
+
+
+def opening_ratio(landmarks: np.ndarray) -> np.ndarray:
+    """(T,) inner-lip gap (pairs 82/87, 13/14, 312/317) over mouth width (corners 61-291)."""
+    L = np.asarray(landmarks, np.float64)[..., :2]  # (T, 478, 2)
+    up = L[:, [u for u, _ in MID_LIP_PAIRS]]  # (T, 3, 2)
+    lo = L[:, [l for _, l in MID_LIP_PAIRS]]
+    gap = np.linalg.norm(lo - up, axis=-1).mean(-1)  # (T,)
+    width = np.linalg.norm(L[:, topo.MOUTH_CORNER_R] - L[:, topo.MOUTH_CORNER_L], axis=-1)  # (T,)
+    return gap / np.maximum(width, 1e-6)
+
+
+def closed_threshold(ratio: np.ndarray, margin: float = CLOSED_MARGIN,
+                     cap: float = CLOSED_RATIO_MAX) -> float:
+    """The ratio below which this track's lips count as closed (NaNs ignored)."""
+    r = np.asarray(ratio, float)
+    r = r[np.isfinite(r)]
+    return float(cap) if len(r) == 0 else float(min(cap, np.percentile(r, 5) + margin))
+
+
+def runs(mask: np.ndarray) -> np.ndarray:
+    """(N, 2) [start, end) of the runs of True in a (T,) mask."""
+    m = np.concatenate([[False], np.asarray(mask, bool), [False]])  # (T+2,)
+    d = np.diff(m.astype(np.int8))
+    return np.stack([np.nonzero(d == 1)[0], np.nonzero(d == -1)[0]], 1)
+
+
+def closed_runs(closed: np.ndarray, min_len: int = 2) -> np.ndarray:
+    """(N, 2) closures: runs of >= min_len closed frames lying between openings (a run that
+    touches the first or last frame is not bounded by openings and is left out)."""
+    r = runs(closed)
+    T = len(closed)
+    keep = (r[:, 1] - r[:, 0] >= min_len) & (r[:, 0] > 0) & (r[:, 1] < T)
+    return r[keep]
+
+
+def closure_recall(real_runs: np.ndarray, out_closed: np.ndarray, tol: int = 2) -> tuple[float, int]:
+    """(share of real closure runs during which the output is closed at some frame within
+    +-tol frames of the run, number of runs)."""
+    c = np.asarray(out_closed, bool)  # (T,)
+    cs = np.concatenate([[0], np.cumsum(c)])  # (T+1,)
+    if len(real_runs) == 0:
+        return float("nan"), 0
+    a = np.clip(real_runs[:, 0] - tol, 0, len(c))
+    b = np.clip(real_runs[:, 1] + tol, 0, len(c))
+    hit = cs[b] - cs[a] > 0  # (N,)
+    return float(hit.mean()), len(hit)
+
+
+def false_closure_share(real_ratio: np.ndarray, out_closed: np.ndarray, q: float = 75.0) -> tuple[float, int]:
+    """(share of wide-open real frames - ratio above the real track's q-th percentile - in
+    which the output is closed, number of wide-open frames)."""
+    r = np.asarray(real_ratio, float)
+    ok = np.isfinite(r)
+    wide = ok & (r > np.percentile(r[ok], q)) if ok.any() else ok  # (T,)
+    if not wide.any():
+        return float("nan"), 0
+    return float(np.asarray(out_closed, bool)[wide].mean()), int(wide.sum())
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation over the frames where both are finite."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    n = min(len(a), len(b))
+    a, b = a[:n], b[:n]
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3 or a[ok].std() == 0 or b[ok].std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
+def shifted_floor(curve: np.ndarray, shift: int) -> float:
+    """Chance level: the correlation of a curve with itself shifted by ``shift`` frames."""
+    c = np.asarray(curve, float)
+    return pearson(c[:-shift], c[shift:]) if 0 < shift < len(c) - 2 else float("nan")
