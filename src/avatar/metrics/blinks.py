@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from avatar.metrics.lipsync import runs
+
 # (p1, p2, p3, p4, p5, p6) per eye, from topology's eye contours.
 EAR_R = (33, 160, 158, 133, 153, 144)
 EAR_L = (263, 387, 385, 362, 380, 373)
@@ -45,10 +47,8 @@ def blink_events(ear_curve: np.ndarray, ratio: float = BLINK_RATIO, max_frames: 
     if not ok.any():
         return []
     below = ok & (e < ratio * np.median(e[ok]))  # (T,)
-    m = np.concatenate([[False], below, [False]]).astype(np.int8)
-    d = np.diff(m)
     out = []
-    for a, b in zip(np.nonzero(d == 1)[0], np.nonzero(d == -1)[0]):
+    for a, b in runs(below):
         if max_frames is None or b - a <= max_frames:
             out.append(Blink(int(a), int(b - a), float(e[a:b].min())))
     return out

@@ -20,14 +20,19 @@ MID_LIP_PAIRS = [(82, 87), (13, 14), (312, 317)]
 CLOSED_GAP = 0.02  # face widths (~3 mm): below this the lips touch
 
 
+def _mid_lip_gap(landmarks: np.ndarray, left: int, right: int) -> np.ndarray:
+    """(T,) inner-lip gap at the middle of the mouth over the distance of two landmarks."""
+    L = np.asarray(landmarks, np.float64)[..., :2]  # (T, 478, 2)
+    up = L[:, [u for u, _ in MID_LIP_PAIRS]]  # (T, 3, 2)
+    lo = L[:, [l for _, l in MID_LIP_PAIRS]]
+    gap = np.linalg.norm(lo - up, axis=-1).mean(-1)  # (T,)
+    width = np.linalg.norm(L[:, left] - L[:, right], axis=-1)  # (T,)
+    return gap / np.maximum(width, 1e-6)
+
+
 def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
     """(T,) inner-lip gap in face widths from tracked landmarks (T, 478, >=2)."""
-    L = np.asarray(landmarks, np.float64)[..., :2]
-    up = L[:, [u for u, _ in MID_LIP_PAIRS]]
-    lo = L[:, [l for _, l in MID_LIP_PAIRS]]
-    gap = np.linalg.norm(lo - up, axis=-1).mean(-1)
-    width = np.linalg.norm(L[:, topo.CHEEK_L] - L[:, topo.CHEEK_R], axis=-1)
-    return gap / np.maximum(width, 1e-6)
+    return _mid_lip_gap(landmarks, topo.CHEEK_L, topo.CHEEK_R)
 
 
 def phone_frames(phone: Phone, fps: float, num_frames: int) -> np.ndarray:
@@ -70,12 +75,7 @@ CLOSED_MARGIN = 0.03
 
 def opening_ratio(landmarks: np.ndarray) -> np.ndarray:
     """(T,) inner-lip gap (pairs 82/87, 13/14, 312/317) over mouth width (corners 61-291)."""
-    L = np.asarray(landmarks, np.float64)[..., :2]  # (T, 478, 2)
-    up = L[:, [u for u, _ in MID_LIP_PAIRS]]  # (T, 3, 2)
-    lo = L[:, [l for _, l in MID_LIP_PAIRS]]
-    gap = np.linalg.norm(lo - up, axis=-1).mean(-1)  # (T,)
-    width = np.linalg.norm(L[:, topo.MOUTH_CORNER_R] - L[:, topo.MOUTH_CORNER_L], axis=-1)  # (T,)
-    return gap / np.maximum(width, 1e-6)
+    return _mid_lip_gap(landmarks, topo.MOUTH_CORNER_R, topo.MOUTH_CORNER_L)
 
 
 def closed_threshold(ratio: np.ndarray, margin: float = CLOSED_MARGIN,
