@@ -243,6 +243,9 @@ def test_blink_rate_and_duration():
         closed = np.concatenate([[False], lid > 0.05, [False]]).astype(np.int8)
         lengths = np.flatnonzero(np.diff(closed) == -1) - np.flatnonzero(np.diff(closed) == 1)
         assert lengths.max() / FPS <= 0.44  # frame-sampled duration of any blink
+        shut = np.concatenate([[False], lid > 0.5, [False]]).astype(np.int8)
+        shut_frames = np.flatnonzero(np.diff(shut) == -1) - np.flatnonzero(np.diff(shut) == 1)
+        assert np.median(shut_frames) >= 3  # a viewer sees the eye shut, not a flicker
         events = blink_events(np.random.default_rng(seed), prosody, FPS, 0.0)
         assert ((events.duration >= 0.1) & (events.duration <= 0.4)).all()
         assert np.diff(events.time).min() >= 0.5

@@ -1,8 +1,8 @@
 """Blinks and gaze.
 
 Blinks: a renewal process with a refractory gap, 15-20 blinks a minute at rest (Bentivoglio
-et al. 1997 report 17/min in conversation), each 100-400 ms with a fast close and a
-slower open (Evinger et al. 1991), drawn toward pauses (speakers blink at phrase
+et al. 1997 report 17/min in conversation), each 150-400 ms with a fast close, a brief
+hold shut and a slower open (Evinger et al. 1991), drawn toward pauses (speakers blink at phrase
 boundaries; Cummins 2012). Both lids move together.
 
 Gaze: fixations of 0.5-3 s on the main direction (controls.gaze) or a few degrees off it,
@@ -25,8 +25,9 @@ BLINK_RATE_PER_MIN = 17.0  # at arousal 0
 BLINK_RATE_PER_AROUSAL = 0.15  # rate multiplier 1 + this * arousal
 BLINK_REFRACTORY_S = 1.0  # no blink sooner than this after the last (s)
 BLINK_GAMMA_SHAPE = 2.0  # shape of the gamma-distributed wait after the refractory gap
-BLINK_DURATION_S = (0.2, 0.3, 0.1, 0.4)  # lognormal median (s), sigma, clip low, clip high
-BLINK_CLOSE_SHARE = 0.35  # share of a blink spent closing (closing is fast)
+BLINK_DURATION_S = (0.3, 0.25, 0.15, 0.4)  # lognormal median (s), sigma, clip low, clip high
+BLINK_HOLD_SHARE = 0.2  # share of a blink the lid stays shut (3+ frames below half open at 25 fps)
+BLINK_CLOSE_SHARE = 0.3  # share of the moving part spent closing (closing is fast)
 BLINK_AMPLITUDE = (0.92, 1.0)  # peak closure range
 BLINK_LR_DIFF = 0.02  # largest left/right difference of a blink's peak
 BLINK_SNAP_S = 0.8  # a blink this close to a pause may move to the pause start (s)
@@ -102,15 +103,18 @@ def blink_events(rng: np.random.Generator, prosody: Prosody, fps: float,
 
 
 def render_blinks(blinks: Blinks, num_frames: int, fps: float) -> np.ndarray:
-    """(T, 2) left/right eyelid closure: raised-cosine close (fast), open (slow) per blink."""
-    close = BLINK_CLOSE_SHARE * blinks.duration  # (B,)
-    open_ = blinks.duration - close
-    first = np.floor((blinks.time - close) * fps).astype(np.int64)
-    stop = np.ceil((blinks.time + open_) * fps).astype(np.int64) + 1
+    """(T, 2) left/right eyelid closure per blink: raised-cosine close (fast), a hold shut
+    centred on the blink's time, raised-cosine open (slow)."""
+    hold = BLINK_HOLD_SHARE * blinks.duration  # (B,)
+    close = BLINK_CLOSE_SHARE * (blinks.duration - hold)
+    open_ = blinks.duration - hold - close
+    first = np.floor((blinks.time - 0.5 * hold - close) * fps).astype(np.int64)
+    stop = np.ceil((blinks.time + 0.5 * hold + open_) * fps).astype(np.int64) + 1
     owner, frame = ragged_windows(first, stop, num_frames)
-    tau = frame / fps - blinks.time[owner]  # (W,) time from peak
+    tau = frame / fps - blinks.time[owner]  # (W,) time from the middle of the hold
+    moving = np.maximum(np.abs(tau) - 0.5 * hold[owner], 0.0)  # (W,) time outside the hold
     half = np.where(tau < 0.0, close[owner], open_[owner])
-    profile = raised_cosine(tau / half)  # (W,)
+    profile = raised_cosine(moving / half)  # (W,)
     lids = np.zeros((num_frames, 2))
     np.maximum.at(lids[:, 0], frame, blinks.amplitude[owner] * profile)
     np.maximum.at(lids[:, 1], frame, blinks.right[owner] * profile)

@@ -6,7 +6,7 @@ source-space grid with fixed barycentric weights (a forward field f: s -> s + f(
 it on a target grid by fixed-point iteration s = t - f(s), upsample the backward map and
 remap the photo. Two grids: a coarse one over the whole image and a fine one over the face,
 so the lips and eyes get detail while the cost stays that of a small grid. Finally paint the
-mouth interior where the lips part.
+mouth interior where the lips part, and the lids over closing eyes.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from avatar.config import RENDER, RenderConfig
 from avatar.face import topology as topo
 from avatar.face.model import FaceModel
 from avatar.motion.types import MotionFrame
+from avatar.render.eyelids import EyelidPainter
 from avatar.render.mesh import ControlMesh, barycentric_weights, build_control_mesh
 from avatar.render.mouth import MouthPainter, inpaint_mouth
 
@@ -145,6 +146,7 @@ class WarpRenderer:
         self.fine = FieldGrid(self.mesh, face, self._face_box(fw), max(fw / config.fine_cells_per_face, 1.0))
         self.box_alpha = _pairs(self._box_feather())
         self.mouth = MouthPainter(self.image, face)
+        self.eyelids = EyelidPainter(self.image, face)
 
     def _face_box(self, fw: float) -> tuple[int, int, int, int]:
         pts = self.mesh.source[: self.mesh.num_face]
@@ -205,4 +207,5 @@ class WarpRenderer:
         out[y0:y1, x0:x1] = cv2.remap(self.image, smap[..., 0], smap[..., 1], cv2.INTER_LINEAR,
                                       borderMode=cv2.BORDER_REFLECT)
         self.mouth.paint(out, face_pts, frame)
+        self.eyelids.paint(out, face_pts, frame)
         return out
