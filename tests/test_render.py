@@ -55,6 +55,23 @@ def test_open_mouth_shows_a_dark_cavity_and_teeth(renderer, face_model):
     assert column.max() > 150  # bright teeth under the upper lip
 
 
+def test_painted_interior_is_a_lit_red_mouth_with_shaded_teeth(renderer, face_model):
+    import cv2
+
+    frame = _frame(jawOpen=0.7)
+    out = renderer.render(frame).astype(float)
+    ring = face_model.project(frame)[topo.as_index(topo.LIPS_INNER_RING)]
+    mask = np.zeros(out.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(ring).astype(np.int32)], 1)
+    inside = out[cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0]  # (K, 3) RGB
+    lum = inside.mean(1)
+    cavity = inside[lum < np.percentile(lum, 30)]
+    assert 25 < cavity.mean() < 80  # dark, but a lit mouth rather than a black hole
+    assert cavity[:, 0].mean() > 1.2 * cavity[:, 2].mean()  # and the dark of a mouth is red
+    assert np.percentile(lum, 90) > 150  # teeth are there ...
+    assert (lum > 0.8 * lum.max()).mean() < 0.2  # ... shaded, not one white band
+
+
 def test_head_turn_keeps_the_background_anchored(renderer, portrait_image):
     out = renderer.render(_frame(rotation=(0.25, 0.1, 0.05)))
     border = np.ones(out.shape[:2], bool)

@@ -22,8 +22,8 @@ from typing import Callable
 
 import numpy as np
 
-from avatar.audio.align import default_aligner
 from avatar.audio.features import extract_features
+from avatar.audio.listen import listen
 from avatar.audio.speech import DIGITAL_SILENCE, cover_timeline
 from avatar.audio.types import Audio
 from avatar.audio.vad import SPEECH_THRESHOLD, voice_activity
@@ -321,7 +321,8 @@ def _analyse_audio(audio: Audio, fps: float, num_frames: int):
     """(AudioFeatures, phones covering [0, num_frames / fps]) of a shot's audio."""
     vad = voice_activity(audio, fps, num_frames)  # (T,)
     features = extract_features(audio, fps, num_frames=num_frames, vad=vad)
-    phones = default_aligner().recognize(audio) if audio.samples.size else []
+    # The same phones speak finds without a transcript: recognised words, forced-aligned.
+    phones = listen(audio).phones if audio.samples.size else []
     return features, cover_timeline(phones, num_frames / fps)
 
 

@@ -1,7 +1,8 @@
 """Blinks and gaze.
 
-Blinks: a renewal process with a refractory gap, 15-20 blinks a minute at rest (Bentivoglio
-et al. 1997 report 17/min in conversation), each 150-400 ms with a fast close, a brief
+Blinks: a renewal process with a refractory gap, about 22 blinks a minute (Bentivoglio
+et al. 1997: 17/min at rest, 26/min in conversation; the real speakers of our development
+clips blink a median 24/min), each 150-400 ms with a fast close, a brief
 hold shut and a slower open (Evinger et al. 1991), drawn toward pauses (speakers blink at phrase
 boundaries; Cummins 2012). Both lids move together.
 
@@ -21,7 +22,7 @@ from avatar.generators.signals import (moving_average, raised_cosine, ragged_win
                                        thin_events)
 
 DEG = np.pi / 180.0
-BLINK_RATE_PER_MIN = 17.0  # at arousal 0
+BLINK_RATE_PER_MIN = 22.0  # at arousal 0
 BLINK_RATE_PER_AROUSAL = 0.15  # rate multiplier 1 + this * arousal
 BLINK_REFRACTORY_S = 1.0  # no blink sooner than this after the last (s)
 BLINK_GAMMA_SHAPE = 2.0  # shape of the gamma-distributed wait after the refractory gap

@@ -27,6 +27,11 @@ from avatar.face.model import FaceModel, face_template
 # p/b/m closure on synthesised speech fell from 97% to 79% (benchmarks/bench_lipsync.py).
 OPEN_RATIO = 0.18
 MOVED_PX = 0.05  # triangles whose corners all move less than this are left as they are
+# The tracked inner-lip ring of an open mouth falls short of the true corners, so the lip
+# triangles there carry bits of cavity and teeth; inside the sealed lips, pixels this much
+# darker or brighter than the lips' median are such remnants and are filled from the lips.
+REMNANT_DARK, REMNANT_BRIGHT = 0.6, 1.4
+REMNANT_INPAINT_PX = 3
 
 
 def mouth_open_ratio(points: np.ndarray) -> float:
@@ -65,4 +70,20 @@ def close_mouth(image: np.ndarray, face: FaceModel) -> tuple[np.ndarray, FaceMod
         cv2.fillConvexPoly(mask, np.round(local * 16).astype(np.int32), 1, cv2.LINE_8, 4)
         region = out[y0:y1, x0:x1]
         region[mask > 0] = patch[mask > 0]
-    return out, replace(face, source_points=sealed)
+    return _fill_remnants(out, sealed), replace(face, source_points=sealed)
+
+
+def _fill_remnants(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Cavity and teeth pixels left inside the closed lips, inpainted from the lips."""
+    lips = np.zeros(image.shape[:2], np.uint8)
+    outer = topo.LIPS_OUTER_UPPER + topo.LIPS_OUTER_LOWER[::-1]
+    cv2.fillPoly(lips, [np.round(points[topo.as_index(outer)]).astype(np.int32)], 1)
+    if not lips.any():
+        return image
+    lum = image.astype(np.float32).mean(-1)
+    lip_lum = float(np.median(lum[lips > 0]))
+    odd = (lips > 0) & ((lum < REMNANT_DARK * lip_lum) | (lum > REMNANT_BRIGHT * lip_lum))
+    if not odd.any():
+        return image
+    odd = cv2.dilate(odd.astype(np.uint8), np.ones((3, 3), np.uint8))
+    return cv2.inpaint(image, odd, REMNANT_INPAINT_PX, cv2.INPAINT_TELEA)

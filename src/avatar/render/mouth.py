@@ -21,7 +21,7 @@ LOWER_TEETH_SHOW = 0.012  # how far the lower incisors rise above the jaw-carrie
 TEETH_DEPTH = 0.06  # visible tooth height; the rest hides under the lips
 TEETH_SPAN = 0.78  # fraction of the mouth width the front teeth cover
 TEETH_COLOUR = np.array([232, 226, 212], np.float32)
-CAVITY_DARKEN = 0.22  # cavity colour = lip colour * this
+CAVITY_DARKEN = 0.42  # cavity colour = lip colour * this (a dark red, never black)
 TONGUE_LIGHTEN = 0.85  # tongue colour = lip colour * this
 MIN_OPENING_PX = 0.6  # below this the lips touch: nothing to paint but the seam
 SEAM_WIDTH = 0.012  # face widths: the shadow line where closed lips meet
@@ -36,9 +36,14 @@ INPAINT_RADIUS = 3  # px
 TOOTH_WIDTH = 0.05  # face widths per front tooth
 TOOTH_GAP_SHADE = 0.88  # brightness at the seam between two teeth
 LOWER_TEETH_SPAN = 0.6  # the lower row shows less of its width
-DEPTH_SHADE = 0.45  # cavity brightness deep inside vs. at the lips' edge
+DEPTH_SHADE = 0.5  # cavity brightness deep inside vs. at the lips' edge
 DEPTH_FALLOFF = 0.04  # face widths from the lips' edge to "deep inside"
-SOFTEN = 0.004  # face widths of blur on the painted interior (it is seen out of focus)
+SOFTEN = 0.005  # face widths of blur on the painted interior (it is seen out of focus)
+TEETH_WARMTH = 0.2  # teeth colour leans this much toward the skin's hue (warm ambient light)
+LIP_OCCLUSION = (0.7, 0.015)  # brightness at the lips' edge, face widths to full light:
+# the lips shade whatever is just inside them, teeth included, which gives the mouth depth
+SIDE_SHADE = (0.75, 0.35)  # teeth darken this much toward the mouth corners, to at least this
+SMOOTH_RING_PASSES = 2  # corner cutting of the inner-lip polygon: rounded, not octagonal
 ROOT_SHADE = 0.7  # brightness toward the gum (the biting edge is brightest)
 
 
@@ -85,7 +90,8 @@ class MouthPainter:
         brightness = np.clip(skin.mean() / 170.0, 0.45, 1.1)  # teeth as lit as the skin
         self.cavity = np.asarray(lip_colour, np.float32) * CAVITY_DARKEN
         self.tongue = np.asarray(lip_colour, np.float32) * TONGUE_LIGHTEN
-        self.teeth = TEETH_COLOUR * brightness
+        warm = skin / max(float(skin.mean()), 1.0) * float(TEETH_COLOUR.mean())
+        self.teeth = ((1 - TEETH_WARMTH) * TEETH_COLOUR + TEETH_WARMTH * warm) * brightness
         self.jaw = face.basis[action_column("jawOpen")]
 
     def _teeth_lines(self, frame: MotionFrame):
@@ -105,9 +111,12 @@ class MouthPainter:
         the synthesised cavity and teeth."""
         self._seam(out, face_pts)
         # The warp moves the lips' inner edge piecewise-linearly between landmarks, so the
-        # interior is cut by the same straight-edged polygon, grown by a pixel to cover the
-        # stretched seam pixels along it.
+        # interior is cut by the same polygon, grown by a pixel to cover the stretched seam
+        # pixels along it; a painted interior gets its corners rounded (an octagonal mouth
+        # reads as drawn), a real one keeps the polygon its pixels were mapped onto.
         ring = face_pts[topo.as_index(topo.LIPS_INNER_RING)]
+        if interior is None:
+            ring = _round_corners(ring, SMOOTH_RING_PASSES)
         up, lo = face_pts[topo.UPPER_LIP_BOTTOM], face_pts[topo.LOWER_LIP_TOP]
         opening = float(np.linalg.norm(lo - up))
         if opening < MIN_OPENING_PX:
@@ -181,6 +190,9 @@ class MouthPainter:
                     (self.tongue * light).tolist(), -1, cv2.LINE_AA)
         self._teeth(img, up_edge, +1, scale, light, TEETH_SPAN)
         self._teeth(img, lo_edge, -1, scale, light, LOWER_TEETH_SPAN)
+        lit, reach = LIP_OCCLUSION
+        occlusion = (lit + (1 - lit) * np.clip(inside / (reach * scale), 0, 1)).astype(np.float32)
+        img = cv2.multiply(img, cv2.merge([occlusion] * 3))
         return cv2.GaussianBlur(img, (0, 0), max(SOFTEN * scale, 0.3))
 
     def _teeth(self, img, edge: np.ndarray, direction: int, scale: float, light: float,
@@ -202,7 +214,7 @@ class MouthPainter:
         xs = np.arange(ww, dtype=np.float32)[None, :]
         ys = np.arange(hh, dtype=np.float32)[:, None]
         cx, half = biting[:, 0].mean(), max(np.ptp(biting[:, 0]) / 2, 1.0)
-        side = np.clip(1 - 0.6 * ((xs - cx) / half) ** 2, 0.3, 1)
+        side = np.clip(1 - SIDE_SHADE[0] * ((xs - cx) / half) ** 2, SIDE_SHADE[1], 1)
         edge_y = np.interp(xs[0], biting[:, 0], biting[:, 1])[None, :]
         depth = np.clip(direction * (edge_y - ys) / (TEETH_DEPTH * scale), 0, 1)
         root = 1 - (1 - ROOT_SHADE) * depth
@@ -212,3 +224,11 @@ class MouthPainter:
         shade = shade.astype(np.float32)
         colour = cv2.merge([shade * c for c in self.teeth])
         img[:] = cv2.blendLinear(colour, img, band, 1 - band)
+
+
+def _round_corners(ring: np.ndarray, passes: int) -> np.ndarray:
+    """Chaikin corner cutting of a closed polygon (N, 2): each pass doubles the points."""
+    for _ in range(passes):
+        nxt = np.roll(ring, -1, axis=0)
+        ring = np.stack([0.75 * ring + 0.25 * nxt, 0.25 * ring + 0.75 * nxt], 1).reshape(-1, 2)
+    return ring
