@@ -52,3 +52,15 @@ def test_fit_reads_a_rendered_mouth_back(renderer, face_model):
     gap = lambda f: face_model.shape(f.actions)[14, 1] - face_model.shape(f.actions)[13, 1]
     assert gap(opened) > gap(rest) + 0.05  # face widths
     assert np.abs(opened.rotation - rest.rotation).max() < 0.05  # the head did not turn
+
+
+def test_tracked_lids_are_read_shut_at_the_trackers_closed_level():
+    from avatar.face.fit import TRACKED_SHUT_BLINK, tracked_lid_closure
+    from avatar.motion.types import MotionSeq
+
+    seq = MotionSeq.neutral(3, 25.0)
+    seq.set_action("eyeBlinkL", [0.0, 0.5 * TRACKED_SHUT_BLINK, TRACKED_SHUT_BLINK])
+    seq.set_action("jawOpen", [0.0, 0.3, 0.6])
+    out = tracked_lid_closure(seq)
+    np.testing.assert_allclose(out.action("eyeBlinkL"), [0.0, 0.5, 1.0], atol=1e-6)
+    np.testing.assert_allclose(out.action("jawOpen"), [0.0, 0.3, 0.6], atol=1e-6)  # lids only

@@ -29,7 +29,7 @@ from avatar.audio.types import Audio
 from avatar.audio.vad import SPEECH_THRESHOLD, voice_activity
 from avatar.config import AUDIO
 from avatar.data.clip import Clip, ReferenceFace, clip_path, ranges_mask, read_clip_meta, save_clip
-from avatar.face.fit import ActionFitter
+from avatar.face.fit import ActionFitter, tracked_lid_closure
 from avatar.data.report import (KEPT, PREPARED, SKIPPED, PrepareReport, VideoReport, load_report,
                                 report_path, save_report)
 from avatar.data.track import (MAX_FACES, TrackedVideo, choose_reference, fill_gaps, missing_runs,
@@ -299,6 +299,7 @@ def _make_clip(name: str, path: Path, video: TrackedVideo, audio: Audio, start: 
     reference = choose_reference(landmarks, tracked & ~ranges_mask(validation, end - start))
     face = FaceModel.from_observation(FaceObservation(landmarks[reference], video.size))
     motion, residual = ActionFitter(face).fit_all(landmarks, video.fps)
+    motion = tracked_lid_closure(motion)
     shot_audio = _audio_slice(audio, start / video.fps, end / video.fps)
     features, phones = _analyse_audio(shot_audio, video.fps, end - start)
     return Clip(name=name, fps=video.fps, motion=motion, landmarks=landmarks, tracked=tracked,
