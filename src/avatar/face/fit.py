@@ -19,7 +19,7 @@ import numpy as np
 
 from avatar.face import geometry, topology as topo
 from avatar.face.model import EYE_RADIUS, FaceModel
-from avatar.motion.types import ACTIONS, MotionFrame, MotionSeq
+from avatar.motion.types import ACTIONS, BLINK_ACTIONS, MotionFrame, MotionSeq
 
 DEPTH_WEIGHT = 0.3  # MediaPipe's z is less reliable than x, y
 ACTION_BOUNDS = (0.0, 1.5)  # coefficients below 0 have no meaning for most actions
@@ -32,7 +32,6 @@ TOLERANCE = 1e-5  # largest coefficient change per iteration at convergence
 # 0.13-0.33 of open at the peak) fit to eyeBlink 0.65 at the median on our tuning clips,
 # while the renderer shuts the eye at 1. Tracked video is read with this as "shut".
 TRACKED_SHUT_BLINK = 0.7
-BLINK_ACTIONS = ("eyeBlinkL", "eyeBlinkR")
 
 
 def bounded_least_squares(gram: np.ndarray, rhs: np.ndarray, bounds=ACTION_BOUNDS) -> np.ndarray:

@@ -27,9 +27,8 @@ from scipy import linalg
 
 from avatar.face import topology as topo
 from avatar.face.model import FaceModel
-from avatar.motion.types import ACTIONS, MotionSeq
+from avatar.motion.types import ACTIONS, BLINK_ACTIONS, MotionSeq
 
-BLINK_ACTIONS = ("eyeBlinkL", "eyeBlinkR")
 # Expression = every facial action but the blinks, which blink_rate measures on their own
 # (a blink is a large, brief spike that would otherwise dominate the variation).
 EXPRESSION_ACTIONS = tuple(a for a in ACTIONS if a not in BLINK_ACTIONS)

@@ -49,6 +49,7 @@ ACTIONS: tuple[str, ...] = (
     "eyeWideR",
 )
 ACTION_INDEX: dict[str, int] = {name: i for i, name in enumerate(ACTIONS)}
+BLINK_ACTIONS = ("eyeBlinkL", "eyeBlinkR")
 
 
 def action_column(name: str) -> int:

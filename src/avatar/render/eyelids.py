@@ -17,6 +17,7 @@ import numpy as np
 
 from avatar.face import topology as topo
 from avatar.face.model import FaceModel
+from avatar.generators.signals import smoothstep
 from avatar.motion.types import MotionFrame, action_column
 
 PAINT_FROM = 0.3  # closure at which the lid starts to cover the opening
@@ -33,11 +34,6 @@ LOWER_GROW = 0.2  # at full cover the lid reaches this far below the lower lid l
 
 EYES = (("eyeBlinkL", topo.EYE_L_UPPER, topo.EYE_L_LOWER),
         ("eyeBlinkR", topo.EYE_R_UPPER, topo.EYE_R_LOWER))
-
-
-def _smoothstep(x: float) -> float:
-    x = min(max(x, 0.0), 1.0)
-    return x * x * (3.0 - 2.0 * x)
 
 
 class EyelidPainter:
@@ -68,7 +64,7 @@ class EyelidPainter:
 
     def paint(self, out: np.ndarray, face_pts: np.ndarray, frame: MotionFrame) -> None:
         """Cover the closing eyes of ``out`` (H, W, 3) in place."""
-        covers = [_smoothstep((frame.action(name) - PAINT_FROM) / (1.0 - PAINT_FROM)) for name, _, _ in EYES]
+        covers = [float(smoothstep(frame.action(name), PAINT_FROM, 1.0)) for name, _, _ in EYES]
         if max(covers) <= 0.0:
             return
         scale = self.face.head_transform(frame).scale / self.face.frame.scale
@@ -103,8 +99,9 @@ class EyelidPainter:
         xs = np.arange(x0, x1, dtype=np.float64)
         a, b = sorted((float(up[0, 0]), float(up[-1, 0])))
         t = np.clip((xs - a) / max(b - a, 1.0), 0.0, 1.0)  # (w,) across the eye
-        top = _curve(up_open, xs) - y0
-        edge = _curve(up, xs) + cover * (_curve(lo, xs) - _curve(up, xs)) - y0
+        top = _curve(up_open, xs) - y0  # (w,) row of the open upper lid
+        upper, lower = _curve(up, xs) - y0, _curve(lo, xs) - y0  # (w,) this frame's lid rows
+        edge = upper + cover * (lower - upper)
         edge += cover * LOWER_GROW * height * np.sin(np.pi * t)
         inside = np.clip(np.minimum(xs - a, b - xs) + 0.5, 0.0, 1.0)  # (w,) between corners
         rows = np.arange(y1 - y0, dtype=np.float64)[:, None]  # (h, 1)
@@ -113,7 +110,7 @@ class EyelidPainter:
         # (normalised convolution): a lid over a deep-set eye is lit like the skin around
         # the socket, not like the shadow under the brow.
         above = top[None] - rows  # (h, w) pixels above the open lid line
-        below = rows - (_curve(lo, xs) - y0)[None]  # (h, w) pixels below the lower lid line
+        below = rows - lower[None]  # (h, w) pixels below the lower lid line
         band = ((above > SKIN_BAND[0] * height) & (above < SKIN_BAND[1] * height)) \
             | ((below > LOWER_BAND[0] * height) & (below < LOWER_BAND[1] * height))
         band = band.astype(np.float32)

@@ -29,6 +29,7 @@ import numpy as np
 from avatar.errors import AvatarError
 from avatar.generators.vasa import (MOTION_DIM, MOUTH_ACTIONS, VasaConfig, action_channels,
                                     build_vasa, group_slices)
+from avatar.motion.types import BLINK_ACTIONS
 from avatar.training.windows import SELECT_MIN_WINDOWS, cut, sources, window_starts
 
 MOUTH_WEIGHT = 3.0  # KeyFace: lambda_lower = 3 on the lower face
@@ -36,7 +37,6 @@ MOUTH_WEIGHT = 3.0  # KeyFace: lambda_lower = 3 on the lower face
 # weight 1 (and the face's temporal weight) it blinked half as often in the first few
 # thousand steps (5 vs 11 per minute after 1300 steps, 3 vs 7 after 2500; measured).
 BLINK_WEIGHT = 3.0
-BLINK_ACTIONS = ("eyeBlinkL", "eyeBlinkR")
 TEMPORAL_POSE = 1.0  # VLOGGER-style temporal loss: head pose and gaze smooth...
 TEMPORAL_FACE = 0.1  # ...expression freer
 TEMPORAL_BLINK = 1.0  # ...but the lids close and open as fast as the real ones
