@@ -21,7 +21,8 @@ import numpy as np
 
 from avatar.eval.evaluate import held_out_segments
 from avatar.generators.base import Controls
-from avatar.generators.vasa import VasaGenerator, emotion_proxy
+from avatar.generators.motion_vector import emotion_proxy
+from avatar.generators.vasa import VasaGenerator
 from avatar.training.dataset import load_dataset
 from avatar.training.windows import sources, window_conditions, window_starts
 

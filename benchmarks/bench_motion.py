@@ -1,10 +1,11 @@
 """Motion-generation speed: seconds to generate motion for 60 s of speech, per generator.
 
-    python benchmarks/bench_motion.py [--checkpoint vasa.safetensors] [--seconds 60]
+    python benchmarks/bench_motion.py [--checkpoint vasa=vasa.safetensors ...] [--seconds 60]
 
-Speech comes from the built-in TTS (features and phones are computed once, outside the
-timing). Without --checkpoint, vasa is timed with an untrained model of the default size
-(the same computation as a trained one).
+Every generator of the registry is timed. Speech comes from the built-in TTS (features
+and phones are computed once, outside the timing). A learned generator without
+--checkpoint is timed with an untrained model of the default size (the same computation
+as a trained one).
 """
 
 from __future__ import annotations
@@ -15,28 +16,30 @@ import time
 from pathlib import Path
 
 import avatar
-from avatar.generators.base import Controls, get_generator
+from avatar.generators.base import Controls
+from avatar.generators import registry
 
 SENTENCE = "The quick brown fox jumps over the lazy dog, and my mother paints a map. "
 
 
-def untrained_vasa(folder: Path) -> Path:
+def checkpoint_of(name: str, given: dict[str, str], folder: Path) -> str | Path:
     from avatar.diffusion.checkpoint import save_model
-    from avatar.generators.vasa import VasaConfig, build_vasa
 
-    return save_model(folder / "untrained_vasa.safetensors", build_vasa(VasaConfig()))
+    return given.get(name) or save_model(folder / f"untrained_{name}.safetensors", registry.untrained_model(name))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", help="trained vasa checkpoint")
+    ap.add_argument("--checkpoint", action="append", default=[], metavar="NAME=CKPT",
+                    help="trained checkpoint of a learned generator (repeatable)")
     ap.add_argument("--seconds", type=float, default=60.0)
     args = ap.parse_args()
     speech, features = avatar.load_speech(text=SENTENCE * max(1, round(args.seconds / 5)))
+    given = dict(c.split("=", 1) for c in args.checkpoint)
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = args.checkpoint or untrained_vasa(Path(tmp))
-        for name, options in (("rules", {}), ("vasa", {"checkpoint": checkpoint})):
-            generator = get_generator(name, **options)
+        for name, e in registry.GENERATORS.items():
+            options = {"checkpoint": checkpoint_of(name, given, Path(tmp))} if e.needs_checkpoint else {}
+            generator = registry.get_generator(name, **options)
             generator.generate(speech, features, Controls(), seed=0)  # warm-up
             t0 = time.perf_counter()
             motion = generator.generate(speech, features, Controls(), seed=1)

@@ -26,7 +26,8 @@ import numpy as np
 from avatar.audio.speech import load_speech
 from avatar.face import topology as topo
 from avatar.face.tracker import FaceTracker
-from avatar.generators.base import Controls, get_generator
+from avatar.generators.base import Controls
+from avatar.generators.registry import get_generator
 from avatar.metrics.lipsync import bilabial_closure, mouth_opening, opening_energy_correlation
 from avatar.render.mouth_bank import MouthBankBuilder
 from avatar.render.reenact import MIN_OPEN_FOR_BANK, FaceReRenderer, mouth_actions

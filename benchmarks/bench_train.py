@@ -19,7 +19,8 @@ from pathlib import Path
 
 from avatar.diffusion.checkpoint import save_model
 from avatar.training.dataset import load_dataset
-from avatar.training.vasa import TrainSettings, train_vasa
+from avatar.training.loop import TrainSettings
+from avatar.training.vasa import train_vasa
 
 PRINT_EVERY_MINUTES = 2.5
 

@@ -13,7 +13,8 @@ from avatar.audio.listen import RUN_PAD_S, listen, pieces
 from avatar.audio.speech import load_speech
 from avatar.audio.tts import synthesize
 from avatar.audio.types import Audio, Word
-from avatar.generators.base import Controls, get_generator
+from avatar.generators.base import Controls
+from avatar.generators.registry import get_generator
 
 SENTENCE = "My mother makes marvelous lemon muffins every Monday morning, and we eat them by the sea."
 FPS = 25.0

@@ -9,7 +9,8 @@ import pytest
 
 from avatar.audio.types import Audio, AudioFeatures, Phone, Speech
 from avatar.errors import AvatarError
-from avatar.generators.base import Controls, get_generator
+from avatar.generators.base import Controls
+from avatar.generators.registry import get_generator
 from avatar.generators.eyes import blink_events
 from avatar.generators.prosody import analyse
 from avatar.generators.rules import RulesGenerator

@@ -8,10 +8,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from avatar.audio.types import AudioFeatures, Speech, Audio  # noqa: E402
-from avatar.generators.base import Controls, get_generator  # noqa: E402
-from avatar.generators.vasa import VasaConfig, motion_to_array  # noqa: E402
+from avatar.generators.base import Controls
+from avatar.generators.registry import get_generator  # noqa: E402
+from avatar.generators.motion_vector import motion_to_array  # noqa: E402
+from avatar.generators.vasa import VasaConfig  # noqa: E402
 from avatar.motion.types import MotionSeq  # noqa: E402
-from avatar.training.vasa import TrainSettings, train_vasa  # noqa: E402
+from avatar.training.loop import TrainSettings
+from avatar.training.vasa import train_vasa  # noqa: E402
 
 FPS = 25.0
 TINY = VasaConfig(window=16, prefix=4, n_mels=8, width=32, depth=2, heads=2, steps=4)

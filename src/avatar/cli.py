@@ -16,6 +16,7 @@ from pathlib import Path
 from avatar import __version__
 from avatar.config import VIDEO
 from avatar.errors import AvatarError
+from avatar.generators import registry
 from avatar.generators.base import EMOTIONS
 from avatar.native import VERBOSE_ENV
 
@@ -57,8 +58,10 @@ def _positive(kind):
 def _add_common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("motion")
     g.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same video (default 0)")
-    g.add_argument("--motion", default="rules", metavar="NAME", help="motion generator: rules or vasa (default: rules)")
-    g.add_argument("--checkpoint", metavar="CKPT", help="trained model of a learned generator (--motion vasa)")
+    g.add_argument("--motion", default="rules", metavar="NAME", help="motion generator (default: rules): " + "; ".join(
+                       f"{n}: {e.summary}" for n, e in registry.GENERATORS.items()))
+    g.add_argument("--checkpoint", metavar="CKPT", help="trained model of a learned generator (" + ", ".join(
+                       n for n, e in registry.GENERATORS.items() if e.needs_checkpoint) + ")")
     g.add_argument("--emotion", choices=sorted(EMOTIONS), help="named emotion preset")
     g.add_argument("--valence", type=float, metavar="V", help="-1 (negative) .. 1 (positive); overrides the preset")
     g.add_argument("--arousal", type=float, metavar="A", help="-1 (calm) .. 1 (excited); overrides the preset")
@@ -129,10 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
                                     "held-out ranges (information only). By default it trains a fixed number "
                                     "of steps and keeps the last model: on small datasets the generated motion "
                                     "keeps improving after those losses are lowest.")
-    tp.add_argument("--method", default="vasa", choices=["vasa"], help="generator to train (default vasa)")
+    tp.add_argument("--method", default="vasa", choices=registry.trainable(),
+                    help="generator to train (default vasa): " + "; ".join(
+                        f"{n}: {registry.entry(n).summary}" for n in registry.trainable()))
     tp.add_argument("--data", required=True, metavar="DATASET", help="dataset folder from `avatar prepare`")
     tp.add_argument("-o", "--output", required=True, metavar="CKPT", help="checkpoint to write (.safetensors)")
-    tp.add_argument("--steps", type=_positive(int), default=5000, help="training steps (default 5000)")
+    tp.add_argument("--steps", type=_positive(int), metavar="N",
+                    help="training steps (default: the method's own, " + ", ".join(
+                        f"{n} {registry.entry(n).steps}" for n in registry.trainable()) + ")")
     tp.add_argument("--minutes", type=_positive(float), default=30.0,
                     help="stop after this long even if the steps are not done (default 30)")
     tp.add_argument("--keep", choices=["last", "best"], default="last",
@@ -246,13 +253,15 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from avatar.training.dataset import load_dataset
-    from avatar.training.vasa import TrainSettings, train_vasa
+    from avatar.training.loop import TrainSettings
 
     log = _log(args.quiet)
+    train = registry.trainer(args.method)
     clips = load_dataset(args.data)
-    log(f"training {args.method} on {len(clips)} clip(s): {args.steps} steps or {args.minutes:g} min")
-    settings = TrainSettings(max_steps=args.steps, minutes=args.minutes, keep=args.keep, seed=args.seed)
-    report = train_vasa(clips, args.output, settings=settings, log=log)
+    steps = args.steps or registry.entry(args.method).steps
+    log(f"training {args.method} on {len(clips)} clip(s): {steps} steps or {args.minutes:g} min")
+    settings = TrainSettings(max_steps=steps, minutes=args.minutes, keep=args.keep, seed=args.seed)
+    report = train(clips, args.output, settings=settings, log=log)
     kept, low, held = report.kept, report.lowest_select, report.best_held_out
     log(f"trained {report.steps} steps in {report.minutes:.1f} min; kept step {kept.step} (selection loss "
         f"{kept.select:.4f}, held-out {kept.held_out:.4f}); lowest selection loss at step {low.step}, lowest "

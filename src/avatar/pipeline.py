@@ -17,7 +17,8 @@ from avatar.audio.types import AudioFeatures, Speech
 from avatar.config import VIDEO
 from avatar.errors import AvatarError
 from avatar.face.model import FaceModel
-from avatar.generators.base import Controls, get_generator
+from avatar.generators.base import Controls
+from avatar.generators.registry import get_generator
 from avatar.image import fit_max_size, load_image
 from avatar.motion.types import MotionSeq
 

@@ -35,7 +35,8 @@ from avatar.errors import AvatarError
 from avatar.eval.plots import write_plots
 from avatar.eval.report import GROUND_TRUTH, write_report
 from avatar.face.model import FaceModel
-from avatar.generators.base import GENERATORS, Controls, MotionGenerator, get_generator
+from avatar.generators.base import Controls, MotionGenerator
+from avatar.generators.registry import GENERATORS, get_generator
 from avatar.metrics import motion as mm
 from avatar.metrics.capp import (AUDIO_SCALARS, CAPP, CAPPConfig, Series, TrainOptions, capp_score, load_capp,
                                  motion_embeddings, save_capp, shift_scores, train_capp)

@@ -49,19 +49,3 @@ class MotionGenerator(Protocol):
                  seed: int = 0) -> MotionSeq:
         """Motion for ``features.num_frames`` frames at ``features.fps``."""
         ...
-
-
-GENERATORS = ("rules", "vasa")
-
-
-def get_generator(name: str, **kwargs) -> MotionGenerator:
-    """The named generator; ``kwargs`` are its options (vasa: ``checkpoint``, ``steps``)."""
-    if name == "rules":
-        from avatar.generators.rules import RulesGenerator
-
-        return RulesGenerator()
-    if name == "vasa":
-        from avatar.generators.vasa import VasaGenerator
-
-        return VasaGenerator(**kwargs)
-    raise AvatarError(f"unknown motion generator {name!r}", "--motion", f"available: {', '.join(GENERATORS)}")

@@ -19,7 +19,7 @@ from avatar.diffusion.guidance import per_condition
 from avatar.diffusion.noise import seeded_noise
 from avatar.diffusion.samplers import karras_sigmas, sample_euler
 from avatar.diffusion.transformer import PREFIX, MotionTransformer, MotionTransformerConfig
-from avatar.generators.vasa import AUDIO, GLOBAL_CONDS, MOTION_DIM, audio_dim
+from avatar.generators.motion_vector import AUDIO, GLOBAL_CONDS, MOTION_DIM, audio_dim
 
 SEED_STRIDE = 100_003  # window w of seed s draws its noise from seed s * SEED_STRIDE + w
 # Sampling runs one small window at a time: more threads only add synchronisation, and on

@@ -197,7 +197,8 @@ def speak_avatar(avatar, output, audio=None, text: str | None = None, transcript
                  log: Log = _silent) -> AvatarSpeakResult:
     """Enrolled avatar + speech -> a video of the person's own frames at ``output``."""
     from avatar.audio.speech import load_speech
-    from avatar.generators.base import Controls, get_generator
+    from avatar.generators.base import Controls
+    from avatar.generators.registry import get_generator
     from avatar.gesture.bundle import load_bundle
     from avatar.pipeline import check_output
 

@@ -39,7 +39,7 @@ from avatar.face import geometry, topology as topo
 from avatar.face.actions import build_basis
 from avatar.face.fit import DEPTH_WEIGHT, RIDGE
 from avatar.face.model import FaceModel, face_template, seal_lips
-from avatar.generators.vasa import MOUTH_ACTIONS
+from avatar.generators.motion_vector import MOUTH_ACTIONS
 from avatar.motion.types import ACTIONS, MotionFrame, action_column
 from avatar.render.mesh import hole_triangles
 from avatar.render.mouth import MouthPainter, inpaint_mouth

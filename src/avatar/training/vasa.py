@@ -21,16 +21,15 @@ also makes a seed reproducible whatever the machine's speed, and keeps the last 
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
-from avatar.errors import AvatarError
-from avatar.generators.vasa import (MOTION_DIM, MOUTH_ACTIONS, VasaConfig, action_channels,
-                                    build_vasa, group_slices)
+from avatar.generators.motion_vector import MOTION_DIM, MOUTH_ACTIONS, action_channels, group_slices
+from avatar.generators.vasa import VasaConfig, build_vasa
 from avatar.motion.types import BLINK_ACTIONS
-from avatar.training.windows import SELECT_MIN_WINDOWS, cut, sources, window_starts
+from avatar.training.loop import TrainReport, TrainSettings, TrainTask, check_clips, check_settings, fit
+from avatar.training.windows import all_starts, check_windows, cut, fixed_picks, sources
 
 MOUTH_WEIGHT = 3.0  # KeyFace: lambda_lower = 3 on the lower face
 # Blinks are brief and independent of the audio, and the model is slow to learn them: with
@@ -54,51 +53,6 @@ GAZE_AUGMENT_PROBABILITY = 0.5
 # the model learns to keep its motion whatever the distance (the renderer applies it).
 DISTANCE_AUGMENT = (0.6, 1.6)
 DISTANCE_AUGMENT_PROBABILITY = 0.5
-VAL_NOISE_SEED = 12345
-KEEP = ("last", "best")
-VAL_WINDOWS = 64  # windows (with repeats) per loss measurement
-
-
-@dataclass
-class Evaluation:
-    """Losses at one evaluation of a training run (fixed windows and noise each time)."""
-
-    step: int
-    minutes: float
-    train: float  # loss of the last training batch
-    select: float  # selection windows (with keep="best": picks the checkpoint, stops early)
-    held_out: float  # the clips' validation ranges: reported only (nan if they have no window)
-
-
-@dataclass
-class TrainReport:
-    steps: int
-    minutes: float
-    kept: Evaluation  # the evaluation whose model is in the checkpoint
-    history: list[Evaluation]
-
-    @property
-    def lowest_select(self) -> Evaluation:
-        """The evaluation with the lowest selection loss."""
-        return min(self.history, key=lambda e: e.select)
-
-    @property
-    def best_held_out(self) -> Evaluation:
-        """The evaluation with the lowest held-out loss (for reporting)."""
-        return min(self.history, key=lambda e: (np.isnan(e.held_out), e.held_out))
-
-
-@dataclass
-class TrainSettings:
-    max_steps: int | None = 5000  # step budget (None: only the time limit)
-    minutes: float = 30.0  # wall-clock limit
-    keep: str = "last"  # "last" model, or the "best" selection loss (then also early stopping)
-    batch: int = 32
-    lr: float = 3e-4
-    eval_every: int = 100
-    patience: int = 15  # evaluations without a better selection loss before stopping
-    seed: int = 0
-    threads: int = 2
 
 
 def train_vasa(clips, out_path, config: VasaConfig = VasaConfig(), settings: TrainSettings = TrainSettings(),
@@ -108,74 +62,33 @@ def train_vasa(clips, out_path, config: VasaConfig = VasaConfig(), settings: Tra
     evaluation."""
     import torch
 
-    from avatar.diffusion.checkpoint import save_model
-
-    if settings.keep not in KEEP:
-        raise AvatarError(f"unknown choice of the model to keep {settings.keep!r}", "--keep", f"use one of {KEEP}")
+    check_settings(settings)
     torch.manual_seed(settings.seed)
     torch.set_num_threads(settings.threads)
-    rates = sorted({float(c.fps) for c in clips})
-    if len(rates) > 1:
-        raise AvatarError(f"the dataset mixes frame rates {rates}", None,
-                          "prepare it again with one rate, e.g. avatar prepare --fps 25 ...")
-    bands = sorted({c.features.mel.shape[1] for c in clips})
-    if len(bands) > 1:
-        raise AvatarError(f"the dataset mixes audio features of {bands} mel bands", None,
-                          "prepare all its videos with the same version of avatar")
-    config = replace(config, fps=rates[0], n_mels=bands[0])  # the model takes the data's frame rate and bands
+    fps, n_mels = check_clips(clips)
+    config = replace(config, fps=fps, n_mels=n_mels)  # the model takes the data's frame rate and bands
     N, K = config.window, config.prefix
     train, select, held = (sources(clips, split, N) for split in ("train", "select", "val"))
-    train_picks, select_picks, held_picks = (_all_starts(s, N, K) for s in (train, select, held))
-    if not train_picks:
-        raise AvatarError(f"no training window of {N} frames in the dataset", None,
-                          "prepare longer videos, or more of them")
-    if not select_picks:
-        raise AvatarError("nothing to choose the checkpoint on: it needs one clip with "
-                          f"{SELECT_MIN_WINDOWS * N / config.fps:g} s of training frames, or two clips", None,
-                          "prepare longer videos, or more of them")
+    train_picks, select_picks, held_picks = (all_starts(s, N) for s in (train, select, held))
+    check_windows(train_picks, select_picks, N, fps)
     log(f"{len(train_picks)} training windows; selection: {len(select_picks)} windows of "
         f"{len({i for i, _ in select_picks})} clip(s); held-out (reported only): {len(held_picks)}")
-    stats = _statistics(train)
-    model = build_vasa(config, **stats)
-    rng = np.random.default_rng(settings.seed)
-    select_batch = _fixed_batch(select, select_picks, N, K, np.random.default_rng(settings.seed))
-    # the held-out windows are cut with their own generator: training draws do not depend on them
-    held_batch = _fixed_batch(held, held_picks, N, K, np.random.default_rng(settings.seed)) if held_picks else None
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr)
+    model = build_vasa(config, **_statistics(train))
     weight, temporal = _loss_weights(torch)
-    best, kept, since_best, step, t0 = None, None, 0, 0, time.time()
-    history: list[Evaluation] = []
-    while True:
+
+    def sample(rng):
         picks = [train_picks[i] for i in rng.integers(len(train_picks), size=settings.batch)]
-        batch = augment(cut(train, picks, N, K), rng)
-        loss = _loss(model, batch, weight, temporal, torch, rng, train=True)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        step += 1
-        out_of_budget = _out_of_budget(step, t0, settings)
-        if step % settings.eval_every == 0 or out_of_budget:  # the last model is always measured
-            e = Evaluation(step, (time.time() - t0) / 60, loss.item(),
-                           _validate(model, select_batch, weight, temporal, torch),
-                           _validate(model, held_batch, weight, temporal, torch) if held_batch else float("nan"))
-            history.append(e)
-            if on_evaluation is not None:
-                on_evaluation(model, e)
-            log(f"step {step}: train {e.train:.4f}  select {e.select:.4f}  held-out {e.held_out:.4f}  "
-                f"({e.minutes:.1f} min)")
-            improved = best is None or e.select < best.select
-            best, since_best = (e, 0) if improved else (best, since_best + 1)
-            if improved or settings.keep == "last":
-                kept = e
-                save_model(out_path, model, extra={"step": step, "val_loss": e.select, "held_out_loss": e.held_out,
-                                                   "minutes": e.minutes})
-        if out_of_budget or (settings.keep == "best" and since_best >= settings.patience):
-            break
-    return TrainReport(step, (time.time() - t0) / 60, kept, history)
+        return augment(cut(train, picks, N, K), rng)
 
+    def loss(batch, noise, rng):
+        return _loss(model, batch, weight, temporal, torch, rng, generator=noise)
 
-def _all_starts(srcs, N, K) -> list[tuple[int, int]]:
-    return [(i, int(s)) for i, src in enumerate(srcs) for s in window_starts(src, N, K)]
+    # the fixed batches are cut with their own generators: training draws do not depend on them
+    task = TrainTask(model, sample, loss,
+                     select=cut(select, fixed_picks(select_picks, np.random.default_rng(settings.seed)), N, K),
+                     held_out=cut(held, fixed_picks(held_picks, np.random.default_rng(settings.seed)), N, K)
+                     if held_picks else None)
+    return fit(task, out_path, settings, log=log, on_evaluation=on_evaluation)
 
 
 def _statistics(srcs) -> dict[str, np.ndarray]:
@@ -227,37 +140,15 @@ def _conditions(model, batch, torch):
     return Cond(values, {PREFIX: torch.from_numpy(batch.has_prefix)})
 
 
-def _loss(model, batch, weight, temporal, torch, rng, train: bool, generator=None):
+def _loss(model, batch, weight, temporal, torch, rng, generator=None):
+    """EDM loss of a batch; ``rng`` None (a fixed batch) means no condition dropout."""
     from avatar.diffusion.edm import edm_loss
     from avatar.diffusion.guidance import dropout_conditions
     from avatar.diffusion.transformer import PREFIX
 
     cond = _conditions(model, batch, torch)
-    if train:
+    if rng is not None:
         g = torch.Generator().manual_seed(int(rng.integers(2**31)))
         cond = dropout_conditions(cond, {**COND_DROPOUT, PREFIX: PREFIX_DROPOUT}, g)
     x0 = model.normalise(torch.from_numpy(batch.motion))
     return edm_loss(model, x0, cond, generator=generator, weight=weight, temporal_weight=temporal).mean()
-
-
-def _fixed_batch(srcs, picks, N, K, rng):
-    """VAL_WINDOWS windows to measure a loss on: all of ``picks`` when there are fewer (each
-    used several times, so it is measured at several noise levels), else a random subset."""
-    if len(picks) >= VAL_WINDOWS:
-        idx = rng.choice(len(picks), size=VAL_WINDOWS, replace=False)
-    else:
-        idx = np.resize(np.arange(len(picks)), VAL_WINDOWS)
-    return cut(srcs, [picks[i] for i in idx], N, K)
-
-
-def _validate(model, batch, weight, temporal, torch) -> float:
-    model.eval()
-    with torch.no_grad():
-        g = torch.Generator().manual_seed(VAL_NOISE_SEED)  # the same noise every time
-        v = float(_loss(model, batch, weight, temporal, torch, None, train=False, generator=g))
-    model.train()
-    return v
-
-
-def _out_of_budget(step: int, t0: float, s: TrainSettings) -> bool:
-    return (s.max_steps is not None and step >= s.max_steps) or (time.time() - t0) / 60 >= s.minutes

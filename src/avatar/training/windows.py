@@ -19,11 +19,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avatar.generators.vasa import audio_frames, emotion_proxy, global_conditions, motion_to_array
+from avatar.errors import AvatarError
+from avatar.generators.motion_vector import audio_frames, emotion_proxy, global_conditions, motion_to_array
 
 SELECT_FRACTION = 0.1
 SELECT_MIN_WINDOWS = 3  # a clip gives a selection block only if it has this many windows of frames
 SELECT_CLIP_EVERY = 10
+FIXED_WINDOWS = 64  # windows (with repeats) in a fixed batch that a loss is measured on
 
 
 @dataclass
@@ -69,6 +71,32 @@ def window_starts(src: WindowSource, N: int, K: int) -> np.ndarray:
     ok = src.allowed.astype(np.int64)
     run = np.convolve(ok, np.ones(N, np.int64), mode="valid")  # allowed frames in [s, s+N)
     return np.flatnonzero(run == N)
+
+
+def all_starts(srcs: list[WindowSource], N: int) -> list[tuple[int, int]]:
+    """Every (clip index, start) of a window of N frames in ``srcs``."""
+    return [(i, int(s)) for i, src in enumerate(srcs) for s in window_starts(src, N, 0)]
+
+
+def check_windows(train_picks, select_picks, N: int, fps: float) -> None:
+    """AvatarError when a dataset gives no training window or nothing to select on."""
+    if not train_picks:
+        raise AvatarError(f"no training window of {N} frames in the dataset", None,
+                          "prepare longer videos, or more of them")
+    if not select_picks:
+        raise AvatarError("nothing to choose the checkpoint on: it needs one clip with "
+                          f"{SELECT_MIN_WINDOWS * N / fps:g} s of training frames, or two clips", None,
+                          "prepare longer videos, or more of them")
+
+
+def fixed_picks(picks: list, rng: np.random.Generator, n: int = FIXED_WINDOWS) -> list:
+    """``n`` of ``picks`` to measure a loss on: all of them when there are fewer (each used
+    several times, so it is measured at several noise levels), else a random subset."""
+    if len(picks) >= n:
+        idx = rng.choice(len(picks), size=n, replace=False)
+    else:
+        idx = np.resize(np.arange(len(picks)), n)
+    return [picks[i] for i in idx]
 
 
 def _lead_in_audio(audio: np.ndarray, s: int, N: int, K: int) -> np.ndarray:
