@@ -9,6 +9,9 @@ Tokens are motion frames. Conditions (all optional, all droppable per sample):
 - global conditions ``cond[name]`` (B, C_name), e.g. gaze, head distance, emotion:
   projected and added to the noise embedding (as KeyFace adds audio/emotion to the
   timestep embedding), which is added to every token;
+- per-frame embedding conditions ``cond[name]`` (B, T, C_name), e.g. valence/arousal per
+  frame: each channel sinusoidally embedded, mapped by an MLP and added to the noise
+  embedding of that frame (KeyFace Eq. 2: emotion joins the timestep embedding);
 - ``cond["prefix"]`` (B, K, C): the previous window's last K motion frames (VASA-1),
   prepended as K clean tokens at frame positions -K..-1.
 
@@ -35,6 +38,7 @@ MAX_PERIOD = 10000.0  # longest period of the sinusoidal embeddings (Vaswani et 
 # c_noise = ln(sigma)/4 spans about -2..1 over the sampling grid; scaled so the sinusoidal
 # embedding sees the range of DDPM-style step indices it was designed for.
 NOISE_EMB_SCALE = 250.0
+EMBED_COND_SCALE = 250.0  # the same for per-frame embedding conditions in about [-1, 1]
 
 
 @dataclass
@@ -42,6 +46,7 @@ class MotionTransformerConfig:
     motion_dim: int  # C: channels of one motion frame
     frame_conds: dict[str, int] = field(default_factory=dict)  # name -> channels, (B, T, Ca)
     global_conds: dict[str, int] = field(default_factory=dict)  # name -> channels, (B, Cg)
+    embed_conds: dict[str, int] = field(default_factory=dict)  # name -> channels, (B, T, Ce), sinusoidal
     prefix_frames: int = 0  # K: previous-window frames in cond["prefix"], (B, K, C)
     width: int = 128  # D: token width
     depth: int = 4  # number of blocks
@@ -51,7 +56,7 @@ class MotionTransformerConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        names = list(self.frame_conds) + list(self.global_conds)
+        names = list(self.frame_conds) + list(self.global_conds) + list(self.embed_conds)
         if len(set(names)) != len(names) or PREFIX in names or any("." in n for n in names):
             raise ValueError(f"condition names must be unique, without '.', not {PREFIX!r}: {names}")
         if self.width % (2 * self.heads):
@@ -64,6 +69,12 @@ def sinusoidal(t: Tensor, dim: int) -> Tensor:
     freqs = torch.exp(-math.log(MAX_PERIOD) * torch.arange(half, device=t.device) / half)  # (half,)
     angles = t.float()[:, None] * freqs[None]  # (N, half)
     return torch.cat([angles.cos(), angles.sin()], dim=1)
+
+
+def _sinusoidal_channels(v: Tensor, dim: int) -> Tensor:
+    """(B, T, C) values -> (B, T, C*dim): each channel's sinusoidal features, concatenated."""
+    B, T, C = v.shape
+    return sinusoidal(EMBED_COND_SCALE * v.reshape(-1), dim).view(B, T, C * dim)
 
 
 class SelfAttention(nn.Module):
@@ -113,6 +124,10 @@ class MotionTransformer(nn.Module):
         self.frame_null = nn.ParameterDict({n: nn.Parameter(torch.zeros(D)) for n in cfg.frame_conds})
         self.global_proj = nn.ModuleDict({n: nn.Linear(c, D) for n, c in cfg.global_conds.items()})
         self.global_null = nn.ParameterDict({n: nn.Parameter(torch.zeros(D)) for n in cfg.global_conds})
+        half = D // 2
+        self.embed_mlp = nn.ModuleDict({n: nn.Sequential(nn.Linear(c * half, D), nn.SiLU(), nn.Linear(D, D))
+                                        for n, c in cfg.embed_conds.items()})
+        self.embed_null = nn.ParameterDict({n: nn.Parameter(torch.zeros(D)) for n in cfg.embed_conds})
         if cfg.prefix_frames:
             self.prefix_proj = nn.Linear(cfg.motion_dim, D)
             self.prefix_null = nn.Parameter(torch.zeros(D))  # the learned "missing frame" token
@@ -148,8 +163,15 @@ class MotionTransformer(nn.Module):
         emb = self.noise_mlp(sinusoidal(NOISE_EMB_SCALE * c_noise, cfg.width))  # (B, D)
         for name, proj in self.global_proj.items():
             emb = emb + self._embed(proj, self.global_null[name], cond, name, B)  # (B, D)
+        emb = emb[:, None]  # (B, 1, D)
+        for name, mlp in self.embed_mlp.items():
+            e = self._embed(lambda v, m=mlp: m(_sinusoidal_channels(v, cfg.width // 2)), self.embed_null[name],
+                            cond, name, B)  # (B, T, D) or (D,)
+            if e.dim() == 3 and K:  # the prefix frames carry the null embedding
+                e = torch.cat([self.embed_null[name].expand(B, K, cfg.width), e], dim=1)
+            emb = emb + e  # (B, K+T, D)
         positions = torch.arange(-K, T, device=x.device)  # prefix frames come before frame 0
-        h = h + sinusoidal(positions, cfg.width)[None] + emb[:, None]  # (B, K+T, D)
+        h = h + sinusoidal(positions, cfg.width)[None] + emb  # (B, K+T, D)
         for block in self.blocks:
             h = block(h)
         return self.out_proj(self.norm_out(h[:, K:]))  # (B, T, C)
