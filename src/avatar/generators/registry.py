@@ -34,6 +34,9 @@ GENERATORS: dict[str, GeneratorEntry] = {e.name: e for e in (
     GeneratorEntry("vasa", "VASA-1 motion diffusion in sliding windows",
                    "avatar.generators.vasa:VasaGenerator", "avatar.training.vasa:train_vasa", True,
                    untrained="avatar.generators.vasa:untrained"),
+    GeneratorEntry("keyface", "KeyFace keyframes at 5 fps + autoguided interpolation, speech and sound audio",
+                   "avatar.generators.keyface:KeyFaceGenerator", "avatar.training.keyface:train_keyface", True,
+                   steps=4000, untrained="avatar.generators.keyface:untrained"),
 )}
 
 
