@@ -2,55 +2,21 @@
 
 import subprocess
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from avatar.audio.types import Audio, AudioFeatures, Speech  # noqa: E402
-from avatar.generators.base import Controls  # noqa: E402
+from avatar.audio.types import AudioFeatures  # noqa: E402
 from avatar.generators.keyface import KeyFaceConfig, build_keyface  # noqa: E402
-from avatar.generators.motion_vector import MOTION_DIM, emotion_proxy, motion_to_array  # noqa: E402
-from avatar.generators.registry import get_generator  # noqa: E402
-from avatar.motion.types import MotionSeq  # noqa: E402
+from avatar.generators.motion_vector import MOTION_DIM, emotion_proxy  # noqa: E402
 from avatar.training.loop import TrainSettings  # noqa: E402
 
-FPS = 25.0
+from synthetic_clips import FPS, check_seeded_any_length, synthetic_clip  # noqa: E402
+
 TINY = KeyFaceConfig(stride=3, keyframes=6, prefix=2, n_mels=8, width=32, depth=2, interp_width=32,
                      interp_depth=1, heads=2, steps=3, interp_steps=3)
-
-
-@dataclass
-class FakeClip:
-    motion: MotionSeq
-    features: AudioFeatures
-    val: tuple[int, int]
-    fps: float = FPS
-
-    def val_mask(self):
-        m = np.zeros(len(self.motion), bool)
-        m[self.val[0]:self.val[1]] = True
-        return m
-
-    def train_mask(self):
-        return ~self.val_mask()
-
-
-def synthetic_clip(seed: int, T: int = 300, n_mels: int = 8) -> FakeClip:
-    rng = np.random.default_rng(seed)
-    t = np.arange(T) / FPS
-    energy = np.clip(np.sin(2 * np.pi * 2.3 * t + seed) + rng.normal(0, 0.2, T), 0, 1)
-    pitch = np.where(energy > 0.2, 120 + 40 * np.sin(2 * np.pi * 0.4 * t), 0.0)
-    mel = np.repeat(energy[:, None], n_mels, 1) + rng.normal(0, 0.05, (T, n_mels))
-    features = AudioFeatures(fps=FPS, energy=energy, pitch=pitch, onset=np.abs(np.diff(energy, prepend=0)),
-                             vad=(energy > 0.2).astype(float), mel=mel)
-    motion = MotionSeq.neutral(T, FPS)
-    motion.set_action("jawOpen", 0.6 * energy)
-    motion.set_action("mouthSmileL", 0.3 + 0.2 * np.sin(t))
-    motion.rotation[:, 0] = 0.05 * np.sin(2 * np.pi * 0.4 * t)
-    return FakeClip(motion, features, (T - 60, T))
 
 
 @pytest.fixture(scope="module")
@@ -136,19 +102,8 @@ def test_autoguidance_weight_one_is_the_main_model(trained):
         assert (m.interp_guided(2.0)(x, sigma, cond) - main).abs().max() > 1e-5  # the weak twin differs
 
 
-def _generate(path, features, seed=0, steps=None, **controls):
-    gen = get_generator("keyface", checkpoint=path, steps=steps)
-    speech = Speech(Audio(np.zeros(16000, np.float32), 16000))
-    return gen.generate(speech, features, Controls(**controls), seed=seed)
-
-
 def test_two_step_sample_is_seeded_and_any_length(trained):
-    path, _ = trained
-    features = synthetic_clip(7, T=83).features  # not a multiple of anything
-    a, b, c = (_generate(path, features, seed=s, steps=2) for s in (1, 1, 2))
-    assert len(a) == 83 and a.fps == FPS
-    np.testing.assert_array_equal(motion_to_array(a), motion_to_array(b))
-    assert np.abs(motion_to_array(a) - motion_to_array(c)).max() > 1e-4
+    check_seeded_any_length("keyface", trained[0])
 
 
 def test_checkpoint_loads_alone_in_a_fresh_process(trained):

@@ -1,62 +1,25 @@
 """The vasa generator and its training, on a tiny synthetic dataset (no real video)."""
 
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from avatar.audio.types import AudioFeatures, Speech, Audio  # noqa: E402
-from avatar.generators.base import Controls
 from avatar.generators.registry import get_generator  # noqa: E402
-from avatar.generators.motion_vector import motion_to_array  # noqa: E402
 from avatar.generators.vasa import VasaConfig  # noqa: E402
-from avatar.motion.types import MotionSeq  # noqa: E402
 from avatar.training.loop import TrainSettings
 from avatar.training.vasa import train_vasa  # noqa: E402
 
-FPS = 25.0
+from synthetic_clips import check_seeded_any_length, generate, synthetic_clip  # noqa: E402
+
 TINY = VasaConfig(window=16, prefix=4, n_mels=8, width=32, depth=2, heads=2, steps=4)
-
-
-@dataclass
-class FakeClip:
-    """What training reads of a prepared clip (avatar.data.Clip has these members)."""
-
-    motion: MotionSeq
-    features: AudioFeatures
-    val: tuple[int, int]
-    fps: float = FPS
-
-    def val_mask(self):
-        m = np.zeros(len(self.motion), bool)
-        m[self.val[0]:self.val[1]] = True
-        return m
-
-    def train_mask(self):
-        return ~self.val_mask()
-
-
-def synthetic_clip(seed: int, T: int = 400) -> FakeClip:
-    """Speech-like loudness bursts; the jaw follows loudness, the head sways with pitch."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(T) / FPS
-    energy = np.clip(np.sin(2 * np.pi * 2.3 * t + seed) + rng.normal(0, 0.2, T), 0, 1)
-    pitch = np.where(energy > 0.2, 120 + 40 * np.sin(2 * np.pi * 0.4 * t), 0.0)
-    mel = np.repeat(energy[:, None], 8, 1) + rng.normal(0, 0.05, (T, 8))
-    features = AudioFeatures(fps=FPS, energy=energy, pitch=pitch, onset=np.abs(np.diff(energy, prepend=0)),
-                             vad=(energy > 0.2).astype(float), mel=mel)
-    motion = MotionSeq.neutral(T, FPS)
-    motion.set_action("jawOpen", 0.6 * energy)
-    motion.rotation[:, 0] = 0.05 * np.sin(2 * np.pi * 0.4 * t)
-    return FakeClip(motion, features, (T - 80, T))
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     torch.set_num_threads(1)
-    clips = [synthetic_clip(s) for s in range(3)]
+    clips = [synthetic_clip(s, T=400, val=80) for s in range(3)]
     path = tmp_path_factory.mktemp("vasa") / "vasa.safetensors"
     report = train_vasa(clips, path, TINY, TrainSettings(minutes=2, max_steps=300, batch=16, eval_every=50,
                                                          threads=1), log=lambda _: None)
@@ -73,21 +36,15 @@ def test_training_lowers_the_validation_loss(trained):
 
 
 def _generate(path, features, seed=0, **controls):
-    gen = get_generator("vasa", checkpoint=path)
-    speech = Speech(Audio(np.zeros(16000, np.float32), 16000))
-    return gen.generate(speech, features, Controls(**controls), seed=seed)
+    return generate("vasa", path, features, seed=seed, **controls)
 
 
 def test_generation_any_length_deterministic_and_audio_driven(trained):
     path, _, clips = trained
-    features = synthetic_clip(7, T=123).features  # not a multiple of the window
-    a, b = _generate(path, features, seed=1), _generate(path, features, seed=1)
-    c = _generate(path, features, seed=2)
-    assert len(a) == 123 and a.fps == FPS
-    np.testing.assert_array_equal(motion_to_array(a), motion_to_array(b))
-    assert np.abs(motion_to_array(a) - motion_to_array(c)).max() > 1e-4
+    check_seeded_any_length("vasa", path, T=123)  # not a multiple of the window
     # the learnt rule: the jaw opens with loudness
-    assert np.corrcoef(a.action("jawOpen"), features.energy)[0, 1] > 0.5
+    features = synthetic_clip(7, T=123).features
+    assert np.corrcoef(_generate(path, features, seed=1).action("jawOpen"), features.energy)[0, 1] > 0.5
 
 
 def test_windows_join_without_seams(trained):
@@ -145,7 +102,7 @@ def test_checkpoint_loads_alone_in_a_fresh_process(trained):
 def test_training_selection_and_validation_frames_are_disjoint():
     from avatar.training.windows import split_masks
 
-    clip = synthetic_clip(3, T=400)
+    clip = synthetic_clip(3, T=400, val=80)
     masks = split_masks([clip], window=16)[0]
     train, select, val = (masks[s] for s in ("train", "select", "val"))
     assert not (train & select).any() and not (train & val).any() and not (select & val).any()
@@ -156,7 +113,7 @@ def test_training_selection_and_validation_frames_are_disjoint():
 def test_short_clips_give_whole_clips_to_selection():
     from avatar.training.windows import SELECT_CLIP_EVERY, split_masks
 
-    clips = [synthetic_clip(s, T=60) for s in range(12)]  # 40 training frames each
+    clips = [synthetic_clip(s, T=60, val=20) for s in range(12)]  # 40 training frames each
     masks = split_masks(clips, window=16)
     chosen = [i for i, m in enumerate(masks) if m["select"].any()]
     assert chosen == list(range(0, 12, SELECT_CLIP_EVERY))

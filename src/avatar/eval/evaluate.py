@@ -28,13 +28,12 @@ from typing import Callable, Sequence, Union
 
 import numpy as np
 
-from avatar.audio.types import Audio, AudioFeatures, Phone, Speech
 from avatar.data.clip import Clip
 from avatar.diffusion.checkpoint import read_spec
 from avatar.errors import AvatarError
 from avatar.eval.plots import write_plots
 from avatar.eval.report import GROUND_TRUTH, write_report
-from avatar.face.model import FaceModel
+from avatar.eval.results import Evaluation, Sample, Segment
 from avatar.generators.base import Controls, MotionGenerator
 from avatar.generators.registry import GENERATORS, get_generator
 from avatar.metrics import motion as mm
@@ -46,7 +45,6 @@ from avatar.training.dataset import load_dataset
 
 DEFAULT_SEEDS = 3
 CAPP_CACHE = "capp.safetensors"
-SPEECH_SAMPLE_RATE = 16000  # of the silent stand-in audio (generators use the features)
 MIN_SEGMENT_FRAMES = 2
 FD_REFERENCE_STRIDE = 2  # every 2nd training window is enough for the real-vs-real reference
 # Per-segment metrics, weighted by the segment's frames when averaged.
@@ -79,37 +77,6 @@ def parse_methods(generators: Sequence[GeneratorSpec]) -> list[Method]:
     return methods
 
 
-@dataclass
-class Segment:
-    """One held-out time range of one clip, with its ground truth."""
-
-    clip: str
-    start: int  # [start, end) frames of the clip
-    end: int
-    motion: MotionSeq  # ground truth fitted to the real video
-    features: AudioFeatures
-    phones: list[Phone]
-    face: FaceModel  # the clip's reference face, to render motion into landmarks
-
-    @property
-    def num_frames(self) -> int:
-        return self.end - self.start
-
-    @property
-    def label(self) -> str:
-        return f"{self.clip}[{self.start}:{self.end}]"
-
-    def speech(self) -> Speech:
-        """Speech for a generator: the clip's phones and silent audio of the right length.
-
-        The evaluation datasets store audio features, not samples; the engine's generators
-        read the features (and phones), not ``speech.audio``.
-        """
-        samples = np.zeros(int(round(self.num_frames / self.motion.fps * SPEECH_SAMPLE_RATE)), np.float32)
-        return Speech(Audio(samples, SPEECH_SAMPLE_RATE), phones=list(self.phones),
-                      phones_source="phone-recognition")
-
-
 def held_out_segments(clips: Sequence[Clip]) -> list[Segment]:
     """The validation ranges of every clip, as segments."""
     segments = []
@@ -127,17 +94,6 @@ def held_out_segments(clips: Sequence[Clip]) -> list[Segment]:
 
 
 # -- measuring one motion -------------------------------------------------------------------
-@dataclass
-class Sample:
-    """The metrics of one motion (ground truth or one seed of one generator) on one segment."""
-
-    method: str
-    segment: Segment
-    seed: int | None  # None for the ground truth
-    motion: MotionSeq
-    values: dict[str, float]
-
-
 def lip_metrics(motion: MotionSeq, segment: Segment, truth_landmarks: np.ndarray) -> dict[str, float]:
     """Bilabial closure, opening-loudness correlation and mouth LMD of one motion."""
     landmarks = mm.motion_landmarks(segment.face, motion)  # (T, 478, 3), head unposed
@@ -297,18 +253,6 @@ def _settings(dataset_dir, methods: Sequence[Method], seeds: int, clips: Sequenc
 
 
 # -- the whole evaluation -----------------------------------------------------------------
-@dataclass
-class Evaluation:
-    """What :func:`evaluate` measured and where it wrote it."""
-
-    table: dict[str, dict[str, float]]  # method (and GROUND_TRUTH) -> metric -> value
-    samples: list[Sample]
-    capp_shift: dict[int, float]  # held-out ground truth, shift in frames -> CAPP score
-    capp_checkpoint: str
-    files: list[Path] = field(default_factory=list)
-    settings: dict = field(default_factory=dict)
-
-
 def _run_methods(generators: dict[Method, MotionGenerator], segments: Sequence[Segment],
                  truth: dict[str, np.ndarray], capp: CAPP, seeds: int, controls: Controls,
                  log: Log | None) -> list[Sample]:

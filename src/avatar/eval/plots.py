@@ -18,7 +18,7 @@ from avatar.eval.report import GROUND_TRUTH, METRICS
 from avatar.fileio import atomic_write
 
 if TYPE_CHECKING:
-    from avatar.eval.evaluate import Evaluation, Sample
+    from avatar.eval.results import Evaluation, Sample
 
 METRICS_PNG, CURVES_PNG, SHIFT_PNG = "metrics.png", "curves.png", "capp_shift.png"
 DPI = 110

@@ -21,7 +21,7 @@ from avatar.metrics.capp import misaligned_score
 from avatar.fileio import atomic_write
 
 if TYPE_CHECKING:
-    from avatar.eval.evaluate import Evaluation
+    from avatar.eval.results import Evaluation
 
 GROUND_TRUTH = "ground truth"  # the row of the real motion in every table
 RESULTS_JSON, METRICS_MD, METRICS_CSV, SEGMENTS_CSV = "results.json", "metrics.md", "metrics.csv", "segments.csv"

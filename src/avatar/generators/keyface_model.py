@@ -28,10 +28,10 @@ from avatar.diffusion.noise import seeded_noise
 from avatar.diffusion.samplers import karras_sigmas, sample_euler
 from avatar.diffusion.transformer import PREFIX, MotionTransformer, MotionTransformerConfig
 from avatar.generators.motion_vector import AUDIO, MOTION_DIM, audio_dim, audio_frames
+from avatar.generators.normalised import NormalisedModel, sampling_threads
 
 SEED_STRIDE = 100_003  # keyframe window w of seed s: seed s * SEED_STRIDE + w ...
 GAP_SEED_OFFSET = 50_000  # ... gap j of the interpolation: s * SEED_STRIDE + GAP_SEED_OFFSET + j
-SAMPLING_THREADS = 1  # small windows: more threads only add synchronisation (as vasa)
 KEY_GLOBALS = {"gaze": 2, "distance": 1}
 EMOTION = "emotion"  # per-keyframe valence/arousal (an embed condition of the keyframe model)
 GIVEN, MASK, KEYS = "given", "mask", "known"  # interpolation: given frames, 1 = given, their embedding
@@ -82,12 +82,11 @@ class Interpolator(nn.Module):
 
 
 @register_model("keyface")
-class KeyFaceModel(nn.Module):
+class KeyFaceModel(NormalisedModel):
     kind = "keyface"
 
     def __init__(self, config: dict, mean=None, std=None, audio_mean=None, audio_std=None):
-        super().__init__()
-        self.config = dict(config)
+        super().__init__(config, total_audio_dim(config), mean, std, audio_mean, audio_std)
         S, ca = config["stride"], total_audio_dim(config)
         net = MotionTransformer(MotionTransformerConfig(
             motion_dim=MOTION_DIM, frame_conds={AUDIO: S * ca}, global_conds=dict(KEY_GLOBALS),
@@ -98,38 +97,12 @@ class KeyFaceModel(nn.Module):
         self.interp_weak = Interpolator(config)  # autoguidance's weak model: never trained itself
         self.interp_weak.requires_grad_(False)
         self.register_buffer("weak_step", torch.zeros((), dtype=torch.long))  # 0: no snapshot yet
-        self.register_buffer("mean", _vec(mean, MOTION_DIM, 0.0))
-        self.register_buffer("std", _vec(std, MOTION_DIM, 1.0))
-        self.register_buffer("audio_mean", _vec(audio_mean, ca, 0.0))
-        self.register_buffer("audio_std", _vec(audio_std, ca, 1.0))
 
-    # -- checkpoint protocol -------------------------------------------------------------
-    def to_config(self) -> dict:
-        return self.config
-
-    @classmethod
-    def from_config(cls, config: dict) -> "KeyFaceModel":
-        return cls(config)
-
-    # -- audio and normalisation ---------------------------------------------------------
     def audio_input(self, speech, features) -> np.ndarray:
         """(T, Ca): speech stream and general-sound stream, concatenated (KeyFace §3.4)."""
         from avatar.audio.sound import sound_frames
 
         return np.concatenate([audio_frames(features), sound_frames(features)], axis=1).astype(np.float32)
-
-    def normalise(self, x):
-        return (x - self.mean) / self.std
-
-    def denormalise(self, x):
-        return x * self.std + self.mean
-
-    def normalise_audio(self, a):
-        return (a - self.audio_mean) / self.audio_std
-
-    def normalise_globals(self, values: dict) -> dict:
-        scales = self.config.get("global_scales", {})
-        return {k: v / scales.get(k, 1.0) for k, v in values.items()}
 
     def snapshot_weak(self, step: int) -> None:
         """Copy the interpolation model into its weak twin (KeyFace §3.7: a reduced model
@@ -152,14 +125,9 @@ class KeyFaceModel(nn.Module):
     def generate(self, audio: np.ndarray, globals_: dict, seed: int = 0, steps: int | None = None,
                  guidance: dict | None = None) -> np.ndarray:
         """(T, C) motion for (T, Ca) audio: keyframes window by window, then every gap at once."""
-        threads = torch.get_num_threads()
-        torch.set_num_threads(SAMPLING_THREADS)
-        try:
-            with torch.inference_mode():
-                keys = self._keyframes(audio, globals_, seed, steps, guidance)  # (n, C) normalised
-                return self.denormalise(self._interpolate(keys, audio, seed, steps)[:len(audio)]).numpy()
-        finally:
-            torch.set_num_threads(threads)
+        with sampling_threads():
+            keys = self._keyframes(audio, globals_, seed, steps, guidance)  # (n, C) normalised
+            return self.denormalise(self._interpolate(keys, audio, seed, steps)[:len(audio)]).numpy()
 
     def _keyframes(self, audio, globals_, seed, steps, guidance) -> torch.Tensor:
         cfg = self.config
@@ -202,8 +170,3 @@ class KeyFaceModel(nn.Module):
         gaps = sample_euler(self.interp_guided(), x * sigmas[0], sigmas, cond).float()  # (n-1, S+1, C)
         return torch.cat([gaps[:, :S].reshape(-1, MOTION_DIM), keys[-1:]])  # ((n-1)*S+1, C)
 
-
-def _vec(values, n: int, fill: float) -> torch.Tensor:
-    if values is None:
-        return torch.full((n,), fill, dtype=torch.float32)
-    return torch.as_tensor(np.asarray(values, np.float32).reshape(n))

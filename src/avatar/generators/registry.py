@@ -37,6 +37,9 @@ GENERATORS: dict[str, GeneratorEntry] = {e.name: e for e in (
     GeneratorEntry("keyface", "KeyFace keyframes at 5 fps + autoguided interpolation, speech and sound audio",
                    "avatar.generators.keyface:KeyFaceGenerator", "avatar.training.keyface:train_keyface", True,
                    steps=4000, untrained="avatar.generators.keyface:untrained"),
+    GeneratorEntry("loopy", "Loopy clips with 5 s of compressed motion context and audio-to-latents",
+                   "avatar.generators.loopy:LoopyGenerator", "avatar.training.loopy:train_loopy", True,
+                   steps=5000, untrained="avatar.generators.loopy:untrained"),
 )}
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
 from avatar.diffusion.checkpoint import register_model
 from avatar.diffusion.conditions import Cond
@@ -20,54 +19,22 @@ from avatar.diffusion.noise import seeded_noise
 from avatar.diffusion.samplers import karras_sigmas, sample_euler
 from avatar.diffusion.transformer import PREFIX, MotionTransformer, MotionTransformerConfig
 from avatar.generators.motion_vector import AUDIO, GLOBAL_CONDS, MOTION_DIM, audio_dim
+from avatar.generators.normalised import NormalisedModel, pad_to, sampling_threads
 
 SEED_STRIDE = 100_003  # window w of seed s draws its noise from seed s * SEED_STRIDE + w
-# Sampling runs one small window at a time: more threads only add synchronisation, and on
-# a busy machine oversubscribed threads made it 15x slower (measured).
-SAMPLING_THREADS = 1
 
 
 @register_model("vasa")
-class VasaModel(nn.Module):
+class VasaModel(NormalisedModel):
     kind = "vasa"
 
     def __init__(self, config: dict, mean=None, std=None, audio_mean=None, audio_std=None):
-        super().__init__()
-        self.config = dict(config)
+        super().__init__(config, audio_dim(config["n_mels"]), mean, std, audio_mean, audio_std)
         net = MotionTransformer(MotionTransformerConfig(
             motion_dim=MOTION_DIM, frame_conds={AUDIO: audio_dim(config["n_mels"])},
             global_conds=dict(GLOBAL_CONDS), prefix_frames=config["prefix"],
             width=config["width"], depth=config["depth"], heads=config["heads"]))
         self.denoiser = EDMPrecond(net, sigma_data=config["sigma_data"])
-        ca = audio_dim(config["n_mels"])
-        self.register_buffer("mean", _vec(mean, MOTION_DIM, 0.0))
-        self.register_buffer("std", _vec(std, MOTION_DIM, 1.0))
-        self.register_buffer("audio_mean", _vec(audio_mean, ca, 0.0))
-        self.register_buffer("audio_std", _vec(audio_std, ca, 1.0))
-
-    # -- checkpoint protocol -------------------------------------------------------------
-    def to_config(self) -> dict:
-        return self.config
-
-    @classmethod
-    def from_config(cls, config: dict) -> "VasaModel":
-        return cls(config)  # statistics are buffers: they come back with the weights
-
-    # -- normalisation -------------------------------------------------------------------
-    def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-    def denormalise(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.std + self.mean
-
-    def normalise_audio(self, a: torch.Tensor) -> torch.Tensor:
-        return (a - self.audio_mean) / self.audio_std
-
-    def normalise_globals(self, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Global conditions divided by their scales (checkpoints from before the scales
-        existed were trained on raw values: scale 1)."""
-        scales = self.config.get("global_scales", {})
-        return {k: v / scales.get(k, 1.0) for k, v in values.items()}
 
     def forward(self, x, sigma, cond: Cond | None = None):
         """The denoiser D(x, sigma, cond) -> x0 on normalised motion (B, N, C)."""
@@ -77,19 +44,14 @@ class VasaModel(nn.Module):
     def generate(self, audio: np.ndarray, globals_: dict[str, np.ndarray], seed: int = 0,
                  steps: int | None = None, guidance: dict | None = None) -> np.ndarray:
         """(T, C) motion for (T, Ca) audio features, window by window (VASA-1 §3.2)."""
-        threads = torch.get_num_threads()
-        torch.set_num_threads(SAMPLING_THREADS)
-        try:
-            with torch.inference_mode():
-                return self._generate(audio, globals_, seed, steps, guidance)
-        finally:
-            torch.set_num_threads(threads)
+        with sampling_threads():
+            return self._generate(audio, globals_, seed, steps, guidance)
 
     def _generate(self, audio, globals_, seed, steps, guidance) -> np.ndarray:
         cfg = self.config
         N, K = cfg["window"], cfg["prefix"]
         T = len(audio)
-        a = self.normalise_audio(torch.from_numpy(with_lead_in(_pad_to(audio, -(-T // N) * N), K)))  # (K+W*N, Ca)
+        a = self.normalise_audio(torch.from_numpy(with_lead_in(pad_to(audio, -(-T // N) * N), K)))  # (K+W*N, Ca)
         g = self.normalise_globals({k: torch.from_numpy(v)[None] for k, v in globals_.items()})  # each (1, Cg)
         D = per_condition(self, guidance if guidance is not None else cfg["guidance"])
         sigmas = karras_sigmas(steps or cfg["steps"])
@@ -109,16 +71,3 @@ def with_lead_in(a: np.ndarray, K: int) -> np.ndarray:
     """``a`` (T, Ca) with K copies of its first row in front: the 'previous' audio of the
     first window (frame i of the result is frame i - K of ``a``)."""
     return np.concatenate([np.repeat(a[:1], K, axis=0), a]).astype(np.float32)
-
-
-def _vec(values, n: int, fill: float) -> torch.Tensor:
-    if values is None:
-        return torch.full((n,), fill, dtype=torch.float32)
-    return torch.as_tensor(np.asarray(values, np.float32).reshape(n))
-
-
-def _pad_to(a: np.ndarray, n: int) -> np.ndarray:
-    """Repeat the last row so ``a`` has ``n`` rows."""
-    if len(a) >= n:
-        return np.ascontiguousarray(a[:n], dtype=np.float32)
-    return np.concatenate([a, np.repeat(a[-1:], n - len(a), axis=0)]).astype(np.float32)

@@ -26,7 +26,7 @@ import numpy as np
 
 from avatar.generators.keyface import KeyFaceConfig, build_keyface
 from avatar.generators.motion_vector import audio_frames, group_slices, motion_to_array
-from avatar.training.loop import TrainReport, TrainSettings, TrainTask, check_clips, check_settings, fit
+from avatar.training.loop import TrainReport, TrainSettings, TrainTask, begin, fit
 from avatar.training.vasa import (COND_DROPOUT, GAZE_AUGMENT, GAZE_AUGMENT_PROBABILITY, PREFIX_DROPOUT,
                                   _loss_weights, _statistics, augment)
 from avatar.training.windows import FIXED_WINDOWS, WindowSource, check_windows, fixed_picks, split_masks, window_starts
@@ -154,10 +154,7 @@ def train_keyface(clips, out_path, config: KeyFaceConfig = KeyFaceConfig(),
     """Train both stages on ``clips`` and write the kept model to ``out_path``."""
     import torch
 
-    check_settings(settings)
-    torch.manual_seed(settings.seed)
-    torch.set_num_threads(settings.threads)
-    fps, n_mels = check_clips(clips)
+    fps, n_mels = begin(clips, settings)
     from avatar.audio.sound import SOUND_CHANNELS
 
     config = replace(config, fps=fps, n_mels=n_mels, sound_channels=len(SOUND_CHANNELS))

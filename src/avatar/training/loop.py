@@ -99,6 +99,16 @@ def check_clips(clips) -> tuple[float, int]:
     return rates[0], bands[0]
 
 
+def begin(clips, settings: TrainSettings) -> tuple[float, int]:
+    """Check the settings and the data, seed torch and set its threads: (fps, mel bands)."""
+    import torch
+
+    check_settings(settings)
+    torch.manual_seed(settings.seed)
+    torch.set_num_threads(settings.threads)
+    return check_clips(clips)
+
+
 def fit(task: TrainTask, out_path, settings: TrainSettings, log=print, on_evaluation=None,
         on_step=None, extra: dict | None = None) -> TrainReport:
     """Train ``task.model`` and write the kept model to ``out_path``.

@@ -28,8 +28,8 @@ import numpy as np
 from avatar.generators.motion_vector import MOTION_DIM, MOUTH_ACTIONS, action_channels, group_slices
 from avatar.generators.vasa import VasaConfig, build_vasa
 from avatar.motion.types import BLINK_ACTIONS
-from avatar.training.loop import TrainReport, TrainSettings, TrainTask, check_clips, check_settings, fit
-from avatar.training.windows import all_starts, check_windows, cut, fixed_picks, sources
+from avatar.training.loop import TrainReport, TrainSettings, TrainTask, begin, fit
+from avatar.training.windows import check_windows, cut, fixed_picks, window_splits
 
 MOUTH_WEIGHT = 3.0  # KeyFace: lambda_lower = 3 on the lower face
 # Blinks are brief and independent of the audio, and the model is slow to learn them: with
@@ -62,14 +62,10 @@ def train_vasa(clips, out_path, config: VasaConfig = VasaConfig(), settings: Tra
     evaluation."""
     import torch
 
-    check_settings(settings)
-    torch.manual_seed(settings.seed)
-    torch.set_num_threads(settings.threads)
-    fps, n_mels = check_clips(clips)
+    fps, n_mels = begin(clips, settings)
     config = replace(config, fps=fps, n_mels=n_mels)  # the model takes the data's frame rate and bands
     N, K = config.window, config.prefix
-    train, select, held = (sources(clips, split, N) for split in ("train", "select", "val"))
-    train_picks, select_picks, held_picks = (all_starts(s, N) for s in (train, select, held))
+    (train, select, held), (train_picks, select_picks, held_picks) = window_splits(clips, N)
     check_windows(train_picks, select_picks, N, fps)
     log(f"{len(train_picks)} training windows; selection: {len(select_picks)} windows of "
         f"{len({i for i, _ in select_picks})} clip(s); held-out (reported only): {len(held_picks)}")

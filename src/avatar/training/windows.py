@@ -66,6 +66,13 @@ def sources(clips, split: str, window: int) -> list[WindowSource]:
     return out
 
 
+def window_splits(clips, N: int):
+    """(sources, picks): per split ("train", "select", "val") its WindowSources and every
+    (clip index, start) of a window of N frames in them."""
+    srcs = tuple(sources(clips, split, N) for split in ("train", "select", "val"))
+    return srcs, tuple(all_starts(s, N) for s in srcs)
+
+
 def window_starts(src: WindowSource, N: int, K: int) -> np.ndarray:
     """Starts s with frames [s, s + N) all allowed (the prefix is used where allowed)."""
     ok = src.allowed.astype(np.int64)
