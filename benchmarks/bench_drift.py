@@ -3,8 +3,12 @@
     python benchmarks/bench_drift.py --checkpoint vasa=V.safetensors --checkpoint keyface=K.safetensors
         [--minutes 10] [--seed 0] [--audio A.wav ...]
 
-Real English recordings (../shared/data/audio by default) are joined and repeated to the
-requested length; each generator makes motion for all of it in one call. Per minute it
+Real English recordings (../shared/data/audio by default) are joined, cut to one minute
+and that minute repeated to the requested length, so every minute holds the same speech:
+a later minute that leaves the first minute's band has drifted, it is not reacting to
+other words (with a loop of another length, minutes hold different stretches of speech
+and a generator that follows its audio closely seems to drift when it does not). Each
+generator makes motion for all of it in one call. Per minute it
 prints the mean and the spread (std over frames) of the head angles (pitch, yaw, roll, in
 degrees) and of the expression (the mean of the expression actions, blinks and mouth
 excluded). The first minute's band is the range of those statistics over its six 10-s
@@ -35,13 +39,15 @@ AUDIO_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio"  #
 SPEECH = ["a01_en_male_speech_60s.wav", "a04_en_beat_scott_29s.wav", "a05_en_pats_chemistry_14s.wav",
           "a07_en_hdtf_radio_8s.wav", "a22_en_narration_jane_16s.wav"]
 WINDOW_S = 10.0  # the band of the first minute is built from windows this long
+LOOP_S = 60.0  # the speech that every minute repeats
 EXPRESSION = [i for i, a in enumerate(ACTIONS) if a not in BLINK_ACTIONS and a not in MOUTH_ACTIONS]
 SERIES = ("pitch", "yaw", "roll", "expression")
 
 
-def long_speech(paths: list[Path], seconds: float) -> Audio:
+def long_speech(paths: list[Path], seconds: float, loop: float = LOOP_S) -> Audio:
+    """``seconds`` of audio: the recordings joined, cut to ``loop`` seconds, repeated."""
     parts = [load_audio(p, AUDIO.sample_rate).samples for p in paths]
-    joined = np.concatenate(parts)
+    joined = np.concatenate(parts)[:int(loop * AUDIO.sample_rate)]
     reps = int(np.ceil(seconds * AUDIO.sample_rate / len(joined)))
     return Audio(np.tile(joined, reps)[:int(seconds * AUDIO.sample_rate)].astype(np.float32), AUDIO.sample_rate)
 

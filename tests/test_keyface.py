@@ -33,14 +33,14 @@ def trained(tmp_path_factory):
 
 def _interp_case(model, B=3):
     from avatar.diffusion.conditions import Cond
-    from avatar.generators.keyface_model import GIVEN, MASK, total_audio_dim
+    from avatar.generators.keyface_model import GIVEN, MASK, interp_audio_context, total_audio_dim
 
     L = model.config["stride"] + 1
     g = torch.Generator().manual_seed(0)
     given = torch.randn(B, L, MOTION_DIM, generator=g)
     mask = torch.zeros(B, L, 1)
     mask[:, 0] = mask[:, -1] = 1
-    audio = torch.randn(B, L, total_audio_dim(model.config), generator=g)
+    audio = torch.randn(B, L, (2 * interp_audio_context(model.config) + 1) * total_audio_dim(model.config), generator=g)
     return given, mask, Cond.of(audio=audio, **{GIVEN: given, MASK: mask})
 
 
@@ -133,6 +133,18 @@ def test_speak_end_to_end(portrait_path, tmp_path):
                  "--checkpoint", str(ckpt), "-o", str(out), "-q"])
     assert code == 0 and out.exists()
     assert probe(out).num_frames > 10
+
+
+def test_interpolation_audio_sees_neighbouring_frames():
+    from avatar.generators.keyface_model import gap_audio, interp_audio_context
+
+    a = np.arange(20, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)  # frame t has value t
+    out = gap_audio(a, [0, 14], L=6, k=2)
+    assert out.shape == (2, 6, 15)
+    np.testing.assert_array_equal(out[0, 3].reshape(5, 3)[:, 0], [1, 2, 3, 4, 5])  # frame 3 and two each side
+    np.testing.assert_array_equal(out[1, 5].reshape(5, 3)[:, 0], [17, 18, 19, 19, 19])  # clamped at the end
+    assert interp_audio_context({}) == 0  # checkpoints from before it load as they were trained
+    assert interp_audio_context(build_keyface(TINY).config) == TINY.interp_audio_context == 2
 
 
 def test_emotion_track_matches_emotion_proxy():

@@ -93,6 +93,18 @@ def test_latents_are_queried_by_audio_at_sampling_and_by_motion_in_training():
     assert still.abs().max() == 0
 
 
+def test_cross_attention_equals_torch_multihead_attention():
+    from avatar.generators.loopy_model import CrossAttention
+
+    torch.manual_seed(0)
+    mine, ref = CrossAttention(32, 4), torch.nn.MultiheadAttention(32, 4, batch_first=True)
+    torch.nn.init.normal_(mine.in_proj_bias)
+    ref.load_state_dict(mine.state_dict())  # the same parameter names and layout
+    q, kv = torch.randn(2, 5, 32), torch.randn(2, 9, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(mine(q, kv), ref(q, kv, kv, need_weights=False)[0], atol=1e-5, rtol=1e-5)
+
+
 def test_training_lowers_the_selection_loss(trained):
     path, report = trained
     assert report.lowest_select.select < 0.8 * report.history[0].select

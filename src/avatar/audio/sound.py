@@ -37,7 +37,9 @@ A linear probe of sung vs speech frames reaches AUC 0.987 from the speech stream
 0.991 with the four kept descriptors added: on this small set the gain is small, and there
 is no real laughter to measure on; the kept descriptors are the ones that are not a
 (near-)linear function of the speech stream, so the model can only gain from them.
-The measurement script is not part of the package (it read ../shared).
+benchmarks/bench_sound.py repeats the R^2 measurement on the recordings of ../shared/data
+(held-out blocks, 18 recordings: sound_level 0.58, voiced_nonspeech 0.60, burstiness 0.17,
+flatness 0.51).
 """
 
 from __future__ import annotations

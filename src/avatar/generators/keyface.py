@@ -38,6 +38,7 @@ class KeyFaceConfig:
     depth: int = 4  # keyframe model
     interp_width: int = 96
     interp_depth: int = 3  # interpolation model (short sequences of S+1 frames)
+    interp_audio_context: int = 2  # audio frames it sees on each side of a frame
     heads: int = 4
     sigma_data: float = 1.0  # motion is standardised per channel
     steps: int = 10

@@ -53,19 +53,33 @@ def keyframe_audio(a: np.ndarray, positions: np.ndarray, S: int) -> np.ndarray:
     return a[idx].reshape(len(idx), -1)
 
 
+def interp_audio_context(config: dict) -> int:
+    """k: audio frames on each side of a frame that the interpolation model sees (0 in
+    checkpoints from before it existed)."""
+    return config.get("interp_audio_context", 0)
+
+
+def gap_audio(a: np.ndarray, starts, L: int, k: int) -> np.ndarray:
+    """(n, L, (2k+1)*Ca): for each stretch of L frames from ``starts``, every frame's audio
+    with its k neighbours on each side, stacked (clamped at the ends of ``a``)."""
+    frames = np.asarray(starts)[:, None, None] + np.arange(L)[None, :, None] + np.arange(-k, k + 1)[None, None]
+    return a[np.clip(frames, 0, len(a) - 1)].reshape(len(frames), L, -1)
+
+
 class Interpolator(nn.Module):
     """The interpolation denoiser D(x, sigma, cond) on S+1 frames (KeyFace §3.3).
 
     ``cond[GIVEN]`` (B, L, C) holds the keyframes at the given positions, ``cond[MASK]``
     (B, L, 1) is 1 there and 0 at the frames to fill. The network sees the sequence
     {z_s, z_m, ..., z_m, z_e} (z_m: the learned missing-frame embedding) with the mask as
-    one per-frame condition, and the full-rate audio. The given frames are imposed on the
-    output x0, so the result equals the keyframes there exactly.
+    one per-frame condition, and the full-rate audio (each frame with k neighbours on each
+    side: a closure's cue lies partly outside a 5-frame gap). The given frames are imposed on
+    the output x0, so the result equals the keyframes there exactly.
     """
 
     def __init__(self, config: dict):
         super().__init__()
-        C, ca = MOTION_DIM, total_audio_dim(config)
+        C, ca = MOTION_DIM, (2 * interp_audio_context(config) + 1) * total_audio_dim(config)
         net = MotionTransformer(MotionTransformerConfig(
             motion_dim=C, frame_conds={AUDIO: ca, KEYS: C + 1}, width=config["interp_width"],
             depth=config["interp_depth"], heads=config["heads"]))
@@ -158,13 +172,13 @@ class KeyFaceModel(NormalisedModel):
         n = len(keys)
         if n < 2:
             return keys
-        a = self.normalise_audio(torch.from_numpy(np.asarray(audio, np.float32)))
-        idx = torch.clamp(torch.arange(n - 1)[:, None] * S + torch.arange(S + 1)[None], max=len(a) - 1)
+        a = self.normalise_audio(torch.from_numpy(np.asarray(audio, np.float32))).numpy()
+        gaps_audio = torch.from_numpy(gap_audio(a, np.arange(n - 1) * S, S + 1, interp_audio_context(cfg)))
         given = torch.zeros(n - 1, S + 1, MOTION_DIM)
         given[:, 0], given[:, -1] = keys[:-1], keys[1:]
         mask = torch.zeros(n - 1, S + 1, 1)
         mask[:, 0] = mask[:, -1] = 1.0
-        cond = Cond.of(**{AUDIO: a[idx], GIVEN: given, MASK: mask})
+        cond = Cond.of(**{AUDIO: gaps_audio, GIVEN: given, MASK: mask})
         sigmas = karras_sigmas(steps or cfg["interp_steps"])
         x = seeded_noise((S + 1, MOTION_DIM), [seed * SEED_STRIDE + GAP_SEED_OFFSET + j for j in range(n - 1)])
         gaps = sample_euler(self.interp_guided(), x * sigmas[0], sigmas, cond).float()  # (n-1, S+1, C)

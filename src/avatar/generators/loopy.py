@@ -48,7 +48,7 @@ class LoopyConfig:
     audio_to_latents: bool = True
     motion_query_probability: float = 0.5  # training: latents queried by motion signals this often
     sigma_data: float = 1.0  # motion is standardised per channel
-    steps: int = 10
+    steps: int = 8  # 8 vs 10 steps: the same figures on tuning clips, 20% faster (measured)
     guidance: dict = field(default_factory=lambda: {"audio": 1.5})
     global_scales: dict = field(default_factory=lambda: dict(GLOBAL_SCALES))
 

@@ -116,6 +116,28 @@ class AudioToLatents(nn.Module):
         return torch.where(cond.present[AUDIO].view(B, 1, 1), z, self.null)
 
 
+class CrossAttention(nn.Module):
+    """Multi-head attention of queries (B, N, D) over keys/values (B, M, D) with scaled dot
+    product attention; the parameters are named and laid out as in nn.MultiheadAttention
+    (packed in_proj_weight/bias, out_proj), which costs more Python per call."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
+        self.out_proj = nn.Linear(width, width)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+
+    def forward(self, q: Tensor, kv: Tensor) -> Tensor:
+        (B, N, D), M, H = q.shape, kv.shape[1], self.heads
+        w, b = self.in_proj_weight, self.in_proj_bias
+        q = Fn.linear(q, w[:D], b[:D]).view(B, N, H, D // H).transpose(1, 2)  # (B, H, N, D/H)
+        k, v = Fn.linear(kv, w[D:], b[D:]).view(B, M, 2, H, D // H).permute(2, 0, 3, 1, 4)  # 2 x (B, H, M, D/H)
+        y = Fn.scaled_dot_product_attention(q, k, v)
+        return self.out_proj(y.transpose(1, 2).reshape(B, N, D))
+
+
 class LoopyBlock(nn.Module):
     """Intra-clip self-attention, inter-clip attention (queries: the clip; keys/values: the
     context tokens and the clip), MLP (Loopy §3.2). Pre-norm."""
@@ -125,14 +147,14 @@ class LoopyBlock(nn.Module):
         D = cfg.width
         self.norm1, self.norm2, self.norm_context, self.norm3 = (nn.LayerNorm(D) for _ in range(4))
         self.intra = SelfAttention(cfg)
-        self.inter = nn.MultiheadAttention(D, cfg.heads, batch_first=True)
+        self.inter = CrossAttention(D, cfg.heads)
         self.mlp = nn.Sequential(nn.Linear(D, cfg.mlp_ratio * D), nn.GELU(), nn.Linear(cfg.mlp_ratio * D, D))
 
     def forward(self, h: Tensor, context: Tensor) -> Tensor:
         h = h + self.intra(self.norm1(h))  # (B, N, D)
         q = self.norm2(h)
         kv = torch.cat([self.norm_context(context), q], dim=1)  # (B, tokens + N, D)
-        h = h + self.inter(q, kv, kv, need_weights=False)[0]
+        h = h + self.inter(q, kv)
         return h + self.mlp(self.norm3(h))
 
 

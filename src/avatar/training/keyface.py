@@ -54,7 +54,7 @@ class KeyBatch:
 @dataclass
 class GapBatch:
     motion: np.ndarray  # (B, S+1, C)
-    audio: np.ndarray  # (B, S+1, Ca)
+    audio: np.ndarray  # (B, S+1, (2k+1)*Ca): each frame's audio and its k neighbours each side
 
 
 @dataclass
@@ -134,9 +134,11 @@ def cut_keys(srcs, picks, cfg: KeyFaceConfig) -> KeyBatch:
 
 
 def cut_gaps(srcs, picks, cfg: KeyFaceConfig) -> GapBatch:
+    from avatar.generators.keyface_model import gap_audio
+
     L = cfg.stride + 1
     return GapBatch(np.stack([srcs[i].motion[s:s + L] for i, s in picks]),
-                    np.stack([srcs[i].audio[s:s + L] for i, s in picks]))
+                    np.concatenate([gap_audio(srcs[i].audio, [s], L, cfg.interp_audio_context) for i, s in picks]))
 
 
 def augment_gaps(batch: GapBatch, rng) -> GapBatch:
@@ -244,7 +246,9 @@ def gap_conditions(model, batch: GapBatch):
     B, L, _ = x0.shape
     mask = torch.zeros(B, L, 1)
     mask[:, 0] = mask[:, -1] = 1.0
-    return x0, Cond.of(**{"audio": model.normalise_audio(torch.from_numpy(batch.audio)), GIVEN: x0, MASK: mask})
+    a = torch.from_numpy(batch.audio)
+    a = model.normalise_audio(a.view(B, L, -1, model.audio_mean.shape[0])).view(B, L, -1)  # each stacked frame
+    return x0, Cond.of(**{"audio": a, GIVEN: x0, MASK: mask})
 
 
 def interp_loss(model, batch: GapBatch, weight, temporal, generator=None, net=None):
