@@ -201,6 +201,27 @@ def test_guidance_formulas(model):
         torch.testing.assert_close(both, out + 1.0 * (out - no_audio) + 2.0 * (out - no_gaze))
 
 
+def test_guidance_interval_guides_only_inside_it(model):
+    x, cond = torch.randn(2, T, C), make_cond(2)
+    calls = []
+
+    def counted(x, sigma, cond=None):
+        calls.append(x.shape[0])
+        return model(x, sigma, cond)
+
+    with torch.no_grad():
+        D = per_condition(counted, {"audio": 2.0}, sigma_range=(0.5, 5.0))
+        full = per_condition(model, {"audio": 2.0})
+        sigma = torch.tensor([0.3, 3.0])  # one sample outside the interval, one inside
+        mixed = D(x, sigma, cond)
+        torch.testing.assert_close(mixed[0], model(x, sigma, cond)[0])
+        torch.testing.assert_close(mixed[1], full(x, sigma, cond)[1])
+        calls.clear()
+        outside = D(x, torch.tensor(10.0), cond)
+        assert calls == [2]  # one unguided call for the batch, not a doubled one
+        torch.testing.assert_close(outside, model(x, torch.tensor(10.0), cond))
+
+
 def test_dropout_conditions_is_seeded_and_per_sample():
     cond = make_cond(64)
     a = dropout_conditions(cond, 0.5, torch.Generator().manual_seed(1))

@@ -48,8 +48,11 @@ class LoopyConfig:
     audio_to_latents: bool = True
     motion_query_probability: float = 0.5  # training: latents queried by motion signals this often
     sigma_data: float = 1.0  # motion is standardised per channel
-    steps: int = 8  # 8 vs 10 steps: the same figures on tuning clips, 20% faster (measured)
+    steps: int = 6  # 6 vs 8 or 10 steps: the same figures on tuning clips, and 60 s in < 3 s (measured)
     guidance: dict = field(default_factory=lambda: {"audio": 1.5})
+    # Guide only at these noise levels (Kynkaanniemi et al. 2024): of the 6 steps, the ones
+    # at sigma 24, 5.8 and 1.0; the rest are one network call each (tuning clips: same figures).
+    guidance_interval: tuple = (0.2, 30.0)
     global_scales: dict = field(default_factory=lambda: dict(GLOBAL_SCALES))
 
     @property

@@ -253,7 +253,9 @@ class LoopyModel(NormalisedModel):
         a = np.concatenate([np.repeat(a[:1], k, 0), a, np.repeat(a[-1:], k, 0)])  # k frames each side
         a = self.normalise_audio(torch.from_numpy(a))  # (W*N + 2k, Ca)
         g = self.normalise_globals({n: torch.from_numpy(np.asarray(v, np.float32))[None] for n, v in globals_.items()})
-        D = per_condition(self, cfg["guidance"] if guidance is None else guidance)
+        interval = cfg.get("guidance_interval")  # absent in older checkpoints: guide every step
+        D = per_condition(self, cfg["guidance"] if guidance is None else guidance,
+                          sigma_range=tuple(interval) if interval else None)
         sigmas = karras_sigmas(steps or cfg["steps"])
         motion = torch.zeros(L + W * N, MOTION_DIM)  # normalised; the first L frames are "before the start"
         known = torch.zeros(L + W * N)
