@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from avatar import __version__
+from avatar.commands import dub as dub_command
 from avatar.config import VIDEO
 from avatar.errors import AvatarError
 from avatar.generators import registry
@@ -85,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Examples:\n  avatar demo\n  avatar speak --image me.jpg --text \"Hello there.\" -o hello.mp4\n"
                "  avatar speak --image me.jpg --audio talk.mp3 --emotion happy -o talk.mp4\n"
                "  avatar enroll my_talk.mp4 --name me\n"
-               "  avatar speak --avatar me --audio new_talk.wav -o gestures.mp4",
+               "  avatar speak --avatar me --audio new_talk.wav -o gestures.mp4\n"
+               "  avatar dub interview.mp4 --audio new_speech.wav -o dubbed.mp4",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"avatar {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and native logs on errors")
@@ -151,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="show tracebacks and native logs on errors")
     _add_evaluate(sub)
     _add_enroll(sub)
+    dub_command.add_parser(sub)
     return parser
 
 
@@ -292,6 +295,8 @@ def run(args: argparse.Namespace) -> int:
         return _evaluate(args)
     if args.command == "enroll":
         return _enroll(args)
+    if args.command == "dub":
+        return dub_command.run(args)
     if args.command == "speak" and args.avatar:
         return _speak_avatar(args)
     from avatar.api import speak

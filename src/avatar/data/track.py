@@ -28,6 +28,7 @@ CUT_MEDIAN_FLOOR = 0.002  # floor of the local median (still shots have ~0 chang
 CUT_WINDOW_SECONDS = 1.0  # span of the local median
 # Reference frame: head pose near the clip's median, eyes open, mouth most closed.
 REFERENCE_POSE_QUANTILE = 0.25  # candidates: the quarter of frames nearest the median pose
+LANDMARK_SMOOTH_FRAMES = 1.0  # sigma (frames) of the landmark smoothing before re-rendering
 EYE_MID_PAIRS = [(159, 145), (386, 374)]  # (upper, lower) lid middles of the right, left eye
 
 
@@ -73,7 +74,7 @@ def _thumbnail(frame: np.ndarray) -> np.ndarray:
     return small.astype(np.float32) / 255.0
 
 
-def _extra_faces(faces: list[FaceObservation]) -> int:
+def extra_faces(faces: list[FaceObservation]) -> int:
     """Faces beyond the largest one, not counting duplicates centred inside its box."""
     if not faces:
         return 0
@@ -102,7 +103,7 @@ def track_frames(frames: Iterable[tuple[np.ndarray, int]], tracker: FaceTracker,
         step = 0.0 if previous is None else float(np.abs(thumb - previous).mean())
         previous = thumb
         rows.extend([faces[0].landmarks if faces else missing] * repeats)
-        extra.extend([_extra_faces(faces)] * repeats)
+        extra.extend([extra_faces(faces)] * repeats)
         change.extend([step] + [0.0] * (repeats - 1))
     landmarks = np.stack(rows).astype(np.float32) if rows else np.zeros((0, topo.NUM_LANDMARKS, 3), np.float32)
     return TrackedVideo(fps, size, landmarks, np.array(extra, int), np.array(change, np.float32))
@@ -138,6 +139,21 @@ def fill_gaps(landmarks: np.ndarray, tracked: np.ndarray) -> np.ndarray:
     for column in range(flat.shape[1]):
         filled[:, column] = np.interp(frames, known, flat[known, column])
     return filled.reshape(landmarks.shape)
+
+
+def smooth_landmarks(landmarks: np.ndarray, sigma: float = LANDMARK_SMOOTH_FRAMES) -> np.ndarray:
+    """(T, 478, 3) landmarks smoothed along time by a Gaussian of ``sigma`` frames (tracker
+    jitter would make a re-rendered mouth shimmer); untracked frames stay NaN and do not
+    pull their neighbours (they are bridged linearly before smoothing)."""
+    from scipy.ndimage import gaussian_filter1d
+
+    tracked = np.isfinite(landmarks[:, 0, 0])
+    if tracked.sum() < 2:
+        return landmarks
+    filled = fill_gaps(landmarks.astype(np.float64), tracked)
+    smooth = gaussian_filter1d(filled, sigma, axis=0, mode="nearest")
+    smooth[~tracked] = np.nan
+    return smooth.astype(np.float32)
 
 
 def eye_opening(landmarks: np.ndarray) -> np.ndarray:

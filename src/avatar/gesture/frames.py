@@ -26,9 +26,10 @@ STORE_CRF = 18  # visually lossless: these frames ARE the output video
 RECENT_FRAMES = 4  # decoded frames kept for repeated requests
 
 
-def frame_store_writer(path: str | os.PathLike, width: int, height: int, fps: float) -> VideoWriter:
-    """A VideoWriter (use as a context manager) for the bundle's frame copy."""
-    return VideoWriter(path, width, height, fps=fps, crf=STORE_CRF, keyframe_interval=KEYFRAME_INTERVAL)
+def frame_store_writer(path: str | os.PathLike, width: int, height: int, fps: float,
+                       crf: int = STORE_CRF) -> VideoWriter:
+    """A VideoWriter (use as a context manager) for a frame copy with random access."""
+    return VideoWriter(path, width, height, fps=fps, crf=crf, keyframe_interval=KEYFRAME_INTERVAL)
 
 
 class FrameStore:

@@ -127,22 +127,10 @@ def transition_length(fps: float) -> int:
 
 # -- frames -------------------------------------------------------------------------------
 def smoothed_faces(bundle: Bundle) -> np.ndarray:
-    """(T, 478, 3) face landmarks smoothed along source time (tracker jitter would make the
-    re-rendered mouth shimmer); gaps keep NaN."""
-    from scipy.ndimage import gaussian_filter1d
+    """(T, 478, 3) face landmarks smoothed along source time; gaps keep NaN."""
+    from avatar.data.track import smooth_landmarks
 
-    face = bundle.body.face.astype(np.float64)
-    seen = np.isfinite(face[:, 0, 0])
-    if seen.sum() < 2:
-        return bundle.body.face
-    filled = face.copy()
-    idx = np.arange(len(face))
-    for dim in np.ndindex(face.shape[1:]):
-        column = face[(slice(None), *dim)]
-        filled[(slice(None), *dim)] = np.interp(idx, idx[seen], column[seen])
-    smooth = gaussian_filter1d(filled, FACE_SMOOTH_FRAMES, axis=0, mode="nearest")
-    smooth[~seen] = np.nan
-    return smooth.astype(np.float32)
+    return smooth_landmarks(bundle.body.face, FACE_SMOOTH_FRAMES)
 
 
 class FrameSource:
