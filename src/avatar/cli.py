@@ -15,6 +15,7 @@ from pathlib import Path
 
 from avatar import __version__
 from avatar.commands import dub as dub_command
+from avatar.commands import add_quiet_and_debug, stderr_log as _log
 from avatar.config import VIDEO
 from avatar.errors import AvatarError
 from avatar.generators import registry
@@ -124,9 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--fps", type=_positive(float), help="frame rate of the clips (default: each video's own)")
     pp.add_argument("--val-fraction", type=float, default=0.15, metavar="F",
                     help="share of each clip held out for validation (default 0.15)")
-    pp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    pp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                    help="show tracebacks and native logs on errors")
+    add_quiet_and_debug(pp)
     tp = sub.add_parser("train", help="train a learned motion generator on a prepared dataset",
                         description="Train a motion generator on a dataset made by `avatar prepare` and write "
                                     "the model to -o. Every 100 steps it prints the loss on a selection block "
@@ -148,9 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the last model (default), or the one with the lowest selection loss, stopping early "
                          "when it no longer improves")
     tp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    tp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    tp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                    help="show tracebacks and native logs on errors")
+    add_quiet_and_debug(tp)
     _add_evaluate(sub)
     _add_enroll(sub)
     dub_command.add_parser(sub)
@@ -173,9 +170,7 @@ def _add_enroll(sub) -> None:
     np_.add_argument("--also", nargs="+", default=[], metavar="NAME",
                      help="other enrolled avatars whose videos the embedding also trains on")
     np_.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    np_.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    np_.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                     help="show tracebacks and native logs on errors")
+    add_quiet_and_debug(np_)
 
 
 def _enroll(args: argparse.Namespace) -> int:
@@ -233,9 +228,7 @@ def _add_evaluate(sub) -> None:
                                                     "training frames, cached in OUTDIR)")
     ep.add_argument("--capp-steps", type=_positive(int), default=1500, metavar="N",
                     help="training steps of the CAPP model when it is trained (default 1500)")
-    ep.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    ep.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                    help="show tracebacks and native logs on errors")
+    add_quiet_and_debug(ep)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -270,10 +263,6 @@ def _train(args: argparse.Namespace) -> int:
         f"{kept.select:.4f}, held-out {kept.held_out:.4f}); lowest selection loss at step {low.step}, lowest "
         f"held-out loss at step {held.step} ({held.minutes:.1f} min); wrote {args.output}")
     return 0
-
-
-def _log(quiet: bool):
-    return (lambda msg: None) if quiet else (lambda msg: print(f"avatar: {msg}", file=sys.stderr))
 
 
 def _prepare(args: argparse.Namespace) -> int:

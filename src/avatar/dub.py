@@ -32,7 +32,6 @@ Log = Callable[[str], None]
 
 MIN_FACE_SHARE = 0.5  # a face must be tracked in at least this share of frames
 MAX_CROWD_SHARE = 0.2  # more frames than this with a second face: not one person's video
-MOUTH_BANK_EVERY = 2  # offer every n-th frame to the mouth bank (neighbours look alike)
 STORE_CRF = 10  # the temporary frame copy is encoded once more for the output: keep it near lossless
 PROBE_TOLERANCE = 0.95  # speech longer than this share of the announced frames keeps a frame store
 
@@ -137,7 +136,7 @@ def track_video(video: Path, info, store: Path | None, progress: bool = True):
     from avatar.face import topology as topo
     from avatar.face.tracker import FaceTracker
     from avatar.gesture.frames import frame_store_writer
-    from avatar.render.mouth_bank import MouthBankBuilder
+    from avatar.render.mouth_bank import OFFER_EVERY, MouthBankBuilder
     from avatar.video.reader import iter_frames
 
     bank = MouthBankBuilder()
@@ -152,7 +151,7 @@ def track_video(video: Path, info, store: Path | None, progress: bool = True):
             faces = tracker.detect(frame)
             rows.append(faces[0].landmarks.astype(np.float32) if faces else missing)
             extra.append(extra_faces(faces))
-            if faces and i % MOUTH_BANK_EVERY == 0:
+            if faces and i % OFFER_EVERY == 0:
                 bank.add(frame, faces[0].landmarks)
             if writer is not None:
                 writer.write(frame)

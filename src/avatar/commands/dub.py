@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
+from avatar.commands import add_quiet_and_debug, stderr_log
 from avatar.generators import registry
 
 
@@ -27,15 +27,13 @@ def add_parser(sub) -> None:
                    help="generator of the mouth motion (default: rules): " + ", ".join(registry.GENERATORS))
     p.add_argument("--checkpoint", metavar="CKPT", help="trained model of a learned generator")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help="show tracebacks and native logs on errors")
+    add_quiet_and_debug(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from avatar.dub import dub_video
 
-    log = (lambda msg: None) if args.quiet else (lambda msg: print(f"avatar: {msg}", file=sys.stderr))
+    log = stderr_log(args.quiet)
     result = dub_video(args.video, args.output, audio=args.audio, text=args.text, transcript=args.transcript,
                        seed=args.seed, motion=args.motion, checkpoint=args.checkpoint,
                        progress=not args.quiet, log=log)

@@ -35,7 +35,6 @@ WALK_SECONDS = (10.0, 30.0)  # TANGO §3.1: dead-end probability of random walks
 NUM_WALKS = 1000
 TRAIN_SECONDS_PER_BASE_STEPS = 40.0  # AuMoCLIP: the default steps per this much video ...
 TRAIN_MINUTES_MAX = 4.0  # ... within this time budget (the enrolment time goals)
-MOUTH_BANK_EVERY = 2  # offer every n-th frame to the mouth bank (neighbours look alike)
 
 
 def _silent(_: str) -> None:
@@ -111,7 +110,7 @@ def _track(path: Path, info: VideoInfo, writer: BundleWriter, options: EnrollOpt
 
     from avatar.body.tracker import BodyTracker
     from avatar.gesture.frames import frame_store_writer
-    from avatar.render.mouth_bank import MouthBankBuilder
+    from avatar.render.mouth_bank import OFFER_EVERY, MouthBankBuilder
 
     start, end = options.frame_range or (0, info.num_frames)
     frames = []
@@ -124,7 +123,7 @@ def _track(path: Path, info: VideoInfo, writer: BundleWriter, options: EnrollOpt
             observed = tracker.process(frame)
             frames.append(observed)
             store.write(frame)
-            if i % MOUTH_BANK_EVERY == 0 and np.isfinite(observed.face[0, 0]):
+            if i % OFFER_EVERY == 0 and np.isfinite(observed.face[0, 0]):
                 bank.add(frame, observed.face)
             bar.update()
     size = (info.width, info.height)

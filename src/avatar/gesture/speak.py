@@ -31,7 +31,6 @@ Log = Callable[[str], None]
 # on how peaked a model's similarities are): ~2 s runs of real frames between jumps.
 JUMP_PENALTY = 3.0
 MIN_RUN_NODES = 2  # a run between jumps is at least this many nodes (room for the transitions)
-FACE_SMOOTH_FRAMES = 1.0  # sigma (frames) of the face landmarks' smoothing along source time
 
 
 def _silent(_: str) -> None:
@@ -130,7 +129,7 @@ def smoothed_faces(bundle: Bundle) -> np.ndarray:
     """(T, 478, 3) face landmarks smoothed along source time; gaps keep NaN."""
     from avatar.data.track import smooth_landmarks
 
-    return smooth_landmarks(bundle.body.face, FACE_SMOOTH_FRAMES)
+    return smooth_landmarks(bundle.body.face)
 
 
 class FrameSource:

@@ -37,6 +37,7 @@ LENS_ROUNDNESS = 0.7  # lens half-height ~ sin(pi u) ** this: rounder than a sin
 MIN_OPENING = 0.02  # face widths (~3 mm): the lips are apart, there is an interior to store
 MAX_YAW = 0.35  # rad: more turned heads show a foreshortened, lopsided interior
 MAX_ENTRIES = 200  # entries kept: 200 x 64 x 32 x 3 bytes = 1.2 MB
+OFFER_EVERY = 2  # callers offer every n-th video frame (neighbours look alike)
 CANDIDATE_FACTOR = 4  # candidates are thinned to MAX_ENTRIES once there are this many times more
 REST_FRAMES = 16  # the rest face is the median of up to this many most-closed frames ...
 REST_TOLERANCE = 0.01  # ... opening at most this much (face widths) more than the most closed
