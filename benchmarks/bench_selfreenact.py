@@ -1,7 +1,7 @@
 """Self-reenactment: a real clip's first frame as the photo, its own audio as the speech.
 
     python benchmarks/bench_selfreenact.py [--split test|tune|all] [--clips V ...]
-        [--generators rules vasa] [--checkpoint vasa=CKPT] [--seed 0] [--out-dir DIR]
+        [--generators rules vasa] [--checkpoint vasa=CKPT] [--seed 0] [--out-dir DIR] [--dub]
 
 The output is rendered at the clip's own frame rate, so its frames pair one to one with
 the real video's. The face mesh is run on every frame of both (static mode, as
@@ -18,6 +18,9 @@ bench_lipsync.py does) and compared (avatar.metrics.lipsync, avatar.metrics.blin
 - blinks per minute of output and real clip, from the eye aspect ratio (EAR below 75% of
   the clip's median), with their mean duration (frames) and peak EAR relative to the median.
 
+``--dub``: the output is instead ``avatar dub`` of the clip with its own audio (issue 11):
+every frame is the real one except the lower face, re-rendered by the generator.
+
 Goals (issue 9): opening r >= 0.6 pooled, closure recall >= 0.85, false closures <= 5%,
 output blinks 12-30 per minute, on the test clips, which are never used for tuning.
 """
@@ -32,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 import avatar
+from avatar.dub import dub_video
 from avatar.metrics import blinks as bl
 from avatar.metrics import lipsync as ls
 from avatar.video.reader import iter_frames, probe
@@ -107,6 +111,8 @@ def main() -> None:
     ap.add_argument("--checkpoint", nargs="*", default=[], metavar="NAME=CKPT")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out-dir", type=Path, default=Path(tempfile.gettempdir()) / "avatar_selfreenact")
+    ap.add_argument("--dub", action="store_true", help="dub each clip with its own audio instead of animating "
+                                                      "its first frame")
     args = ap.parse_args()
     names = {"test": TEST, "tune": TUNE, "all": TEST + TUNE}[args.split]
     clips = args.clips or [args.data / n for n in names]
@@ -120,10 +126,14 @@ def main() -> None:
         print(f"\n== {gen} ==\n{header}")
         for clip in clips:
             fps = probe(clip).fps
-            photo = next(iter(iter_frames(clip)))
-            out = args.out_dir / f"{gen}_{clip.stem}.mp4"
-            avatar.speak(photo, out, audio=clip, fps=fps, motion=gen, checkpoint=checkpoints.get(gen),
-                         seed=args.seed)
+            out = args.out_dir / f"{'dub_' if args.dub else ''}{gen}_{clip.stem}.mp4"
+            if args.dub:
+                dub_video(clip, out, audio=clip, motion=gen, checkpoint=checkpoints.get(gen), seed=args.seed,
+                          progress=False)
+            else:
+                photo = next(iter(iter_frames(clip)))
+                avatar.speak(photo, out, audio=clip, fps=fps, motion=gen, checkpoint=checkpoints.get(gen),
+                             seed=args.seed)
             m = measure(real_track(clip, args.out_dir), track_video(out), fps)
             rows.append(m)
             fps_of.append(fps)

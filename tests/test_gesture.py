@@ -172,3 +172,20 @@ def test_cli_speaks_with_an_enrolled_avatar(enrolled, tmp_path, capsys):
     assert out.is_file()
     assert main(["speak", "--avatar", str(tmp_path / "missing"), "--text", "Hi.", "-o", str(out), "-q"]) == 2
     assert "avatar enroll" in capsys.readouterr().err  # the error says what to do
+
+
+def test_dub_continues_from_the_motion_graph_when_the_person_is_enrolled(enrolled, engine_video, tmp_path):
+    """Speech longer than the video: with the person's avatar the frames come from its
+    motion graph (graph edges, no forward-and-back), without it the video plays back and forth."""
+    from avatar.dub import dub_video
+    from avatar.video.reader import probe
+
+    bundle, _ = enrolled
+    longer = " ".join([NEW_TEXT] * 3)
+    graph = dub_video(engine_video, tmp_path / "graph.mp4", text=longer, avatar=str(bundle.folder), progress=False)
+    frames = probe(engine_video).num_frames
+    assert graph.num_frames > frames and probe(tmp_path / "graph.mp4").num_frames == graph.num_frames
+    assert ((graph.source >= 0) & (graph.source < bundle.num_frames)).all()
+    assert not (np.diff(graph.source) == -1).any()  # never played backwards
+    pingpong = dub_video(engine_video, tmp_path / "pingpong.mp4", text=longer, progress=False)
+    assert (np.diff(pingpong.source) == -1).any()

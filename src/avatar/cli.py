@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--fps", type=_positive(float), help="frame rate of the clips (default: each video's own)")
     pp.add_argument("--val-fraction", type=float, default=0.15, metavar="F",
                     help="share of each clip held out for validation (default 0.15)")
+    pp.add_argument("--body", choices=("auto", "yes", "no"), default="auto",
+                    help="also track the upper body (shoulders, elbows, wrists, hips) with the MediaPipe "
+                         "pose: auto (default) for shots that show both shoulders in most frames, yes for "
+                         "every shot, no never")
     add_quiet_and_debug(pp)
     tp = sub.add_parser("train", help="train a learned motion generator on a prepared dataset",
                         description="Train a motion generator on a dataset made by `avatar prepare` and write "
@@ -147,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the last model (default), or the one with the lowest selection loss, stopping early "
                          "when it no longer improves")
     tp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    tp.add_argument("--init", metavar="CKPT", help="fine-tune this trained checkpoint on the dataset (e.g. a few "
+                                                   "minutes of one person) instead of training from scratch; "
+                                                   "methods: " + ", ".join(
+                                                       n for n in registry.trainable() if registry.entry(n).fine_tunes))
     add_quiet_and_debug(tp)
     _add_evaluate(sub)
     _add_enroll(sub)
@@ -253,10 +261,16 @@ def _train(args: argparse.Namespace) -> int:
 
     log = _log(args.quiet)
     train = registry.trainer(args.method)
+    if args.init is not None and not registry.entry(args.method).fine_tunes:
+        raise AvatarError(f"the {args.method} trainer cannot start from a checkpoint", "--init",
+                          "fine-tune with --method " + " or ".join(
+                              n for n in registry.trainable() if registry.entry(n).fine_tunes))
+    if args.init is not None and not Path(args.init).is_file():
+        raise AvatarError("checkpoint to fine-tune not found", args.init)
     clips = load_dataset(args.data)
     steps = args.steps or registry.entry(args.method).steps
     log(f"training {args.method} on {len(clips)} clip(s): {steps} steps or {args.minutes:g} min")
-    settings = TrainSettings(max_steps=steps, minutes=args.minutes, keep=args.keep, seed=args.seed)
+    settings = TrainSettings(max_steps=steps, minutes=args.minutes, keep=args.keep, seed=args.seed, init=args.init)
     report = train(clips, args.output, settings=settings, log=log)
     kept, low, held = report.kept, report.lowest_select, report.best_held_out
     log(f"trained {report.steps} steps in {report.minutes:.1f} min; kept step {kept.step} (selection loss "
@@ -269,7 +283,7 @@ def _prepare(args: argparse.Namespace) -> int:
     from avatar.data.prepare import prepare_videos
 
     report = prepare_videos(args.videos, args.output, fps=args.fps, val_fraction=args.val_fraction,
-                            force=args.force, progress=not args.quiet, log=_log(args.quiet))
+                            force=args.force, progress=not args.quiet, log=_log(args.quiet), body=args.body)
     _log(args.quiet)(f"{len(report.prepared)} video(s) in the dataset ({len(report.clips)} clip(s)), "
                      f"{len(report.skipped)} skipped; see {report.path}")
     return 0

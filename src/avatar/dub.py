@@ -9,7 +9,9 @@ everything outside the lower face are the video's own pixels. The output has the
 size and frame rate and the new audio.
 
 Length (VLOGGER §3.3 loops a video the same way for long edits): shorter speech cuts the
-video; longer speech plays it forward and back (ping-pong), so no frame jumps. Playing
+video; longer speech plays it forward and back (ping-pong), so no frame jumps, or, when
+the person is enrolled (``avatar``), the video comes from the avatar's motion graph
+(avatar.gesture.speak: runs of the person's own frames chosen for the speech). Playing
 backwards needs random access, so only then are the frames kept in a temporary frame store
 (short GOPs, visually lossless) while tracking.
 """
@@ -46,7 +48,7 @@ class DubResult:
     source: np.ndarray  # (T,) source frame shown by each output frame
     speech: Speech
     features: AudioFeatures
-    face_share: float  # share of source frames with a tracked face
+    face_share: float  # share of source frames with a tracked face (nan: played from an enrolled avatar)
     timings: dict[str, float]
 
     @property
@@ -69,8 +71,10 @@ def source_frames(num_source: int, num_output: int) -> np.ndarray:
 
 def dub_video(video, output, audio=None, text: str | None = None, transcript: str | None = None,
               seed: int = 0, motion: str = "rules", checkpoint: str | None = None,
-              progress: bool = True, log: Log = _silent) -> DubResult:
-    """Re-render the lower face of ``video`` to new speech (``audio`` file or ``text``)."""
+              avatar: str | None = None, progress: bool = True, log: Log = _silent) -> DubResult:
+    """Re-render the lower face of ``video`` to new speech (``audio`` file or ``text``);
+    speech longer than the video continues from the enrolled ``avatar``'s motion graph
+    when one is given (its name or folder), else by playing the video forward and back."""
     from avatar.audio.speech import load_speech
     from avatar.generators.base import Controls
     from avatar.generators.registry import get_generator
@@ -96,6 +100,8 @@ def dub_video(video, output, audio=None, text: str | None = None, transcript: st
     # near the video's length or longer, then plan on the frames actually decoded.
     backwards = features.num_frames > PROBE_TOLERANCE * info.num_frames
     clock["speech"] = time.perf_counter()
+    if avatar is not None and features.num_frames > info.num_frames:
+        return _from_graph(avatar, video, output, speech, features, seed, motion, checkpoint, progress, log)
     with tempfile.TemporaryDirectory(prefix="avatar-dub-") as tmp:
         store = Path(tmp) / "frames.mp4" if backwards else None
         tracked, bank = track_video(video, info, store, progress=progress)
@@ -119,6 +125,21 @@ def dub_video(video, output, audio=None, text: str | None = None, transcript: st
     timings = {b: clock[b] - clock[a] for a, b in zip(names, names[1:])}
     timings["total"] = clock["render"] - clock["start"]
     return DubResult(output, plan, speech, features, share, timings)
+
+
+def _from_graph(avatar: str, video: Path, output: Path, speech: Speech, features: AudioFeatures, seed: int,
+                motion: str, checkpoint: str | None, progress: bool, log: Log) -> DubResult:
+    """The whole speech from the enrolled avatar's motion graph (longer than the video)."""
+    from avatar.gesture.bundle import load_bundle
+    from avatar.gesture.speak import speak_avatar
+
+    bundle = load_bundle(avatar)
+    if Path(bundle.source).name != video.name:
+        log(f"note: avatar '{bundle.name}' was enrolled from {Path(bundle.source).name}, not {video.name}")
+    log("the speech is longer than the video: continuing from the enrolled avatar's motion graph")
+    result = speak_avatar(avatar, output, seed=seed, lips=motion, checkpoint=checkpoint, progress=progress,
+                          log=log, loaded=(speech, features))
+    return DubResult(output, result.plan.source, result.speech, result.features, float("nan"), result.timings)
 
 
 @dataclass

@@ -93,6 +93,10 @@ def render_video(portrait: Portrait, motion: MotionSeq, speech: Speech, output,
     from avatar.video.writer import VideoWriter
 
     renderer = WarpRenderer(portrait.image, portrait.face)
+    if motion.upper_body is not None:  # the body moves too, if the photo shows one
+        from avatar.render.body_warp import with_body_motion
+
+        renderer = with_body_motion(renderer, portrait.image, portrait.face)
     h, w = portrait.image.shape[:2]
     with VideoWriter(output, w, h, fps=motion.fps, audio=speech.audio) as writer, \
             threadpool_limits(limits=1, user_api="blas"):

@@ -32,6 +32,9 @@ LEFT_HIP, RIGHT_HIP = 23, 24
 UPPER_BODY = (NOSE, LEFT_EYE, RIGHT_EYE, LEFT_EAR, RIGHT_EAR, LEFT_SHOULDER, RIGHT_SHOULDER,
               LEFT_ELBOW, RIGHT_ELBOW, LEFT_WRIST, RIGHT_WRIST, LEFT_HIP, RIGHT_HIP)
 POSE_WRISTS = (LEFT_WRIST, RIGHT_WRIST)  # indexed by hand slot
+# MotionSeq.upper_body joints (avatar.motion.types.BODY_JOINTS, same order) as pose ids.
+BODY_JOINT_IDS = (LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW, LEFT_WRIST, RIGHT_WRIST,
+                  LEFT_HIP, RIGHT_HIP)
 # Hand keypoints blended in 2D (HandLandmark: wrist, thumb tip, index/middle/pinky tips and
 # the middle knuckle): enough to place and orient a hand without 21 noisy points.
 HAND_2D = (0, 4, 8, 9, 12, 20)

@@ -26,6 +26,9 @@ def add_parser(sub) -> None:
     p.add_argument("--motion", default="rules", metavar="NAME",
                    help="generator of the mouth motion (default: rules): " + ", ".join(registry.GENERATORS))
     p.add_argument("--checkpoint", metavar="CKPT", help="trained model of a learned generator")
+    p.add_argument("--avatar", metavar="NAME", help="the person's enrolled avatar (avatar enroll): speech longer "
+                                                    "than the video continues from its motion graph instead of "
+                                                    "playing the video forward and back")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     add_quiet_and_debug(p)
 
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     log = stderr_log(args.quiet)
     result = dub_video(args.video, args.output, audio=args.audio, text=args.text, transcript=args.transcript,
-                       seed=args.seed, motion=args.motion, checkpoint=args.checkpoint,
+                       seed=args.seed, motion=args.motion, checkpoint=args.checkpoint, avatar=args.avatar,
                        progress=not args.quiet, log=log)
     seconds = result.timings["total"]
     log(f"wrote {result.output} ({result.num_frames} frames) in {seconds:.1f} s "

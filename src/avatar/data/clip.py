@@ -2,8 +2,10 @@
 
 A :class:`Clip` is what ``avatar prepare`` makes of one shot of a video: the face mesh
 per frame (pixels), the motion fitted to it (relative to the clip's reference frame),
-audio features, phone timings and voice activity at the video frame rate, and the time
-ranges held out for validation. The file format is documented in docs/dataset-format.md.
+audio features, phone timings and voice activity at the video frame rate, the time
+ranges held out for validation and, for videos that show an upper body, the body track
+(shoulders, elbows, wrists, hips; avatar.data.body). The file format is documented in
+docs/dataset-format.md.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 
 from avatar import __version__
 from avatar.audio.types import AudioFeatures, Phone
+from avatar.data.body import NUM_JOINTS, reference_pose, upper_body_deltas
 from avatar.errors import AvatarError
 from avatar.face.actions import build_basis
 from avatar.face.geometry import HeadFrame
@@ -84,6 +87,13 @@ class Clip:
     video_size: tuple[int, int]  # (width, height) in pixels
     start_frame: int = 0  # first frame of this clip in the source video (at ``fps``)
     meta: dict = field(default_factory=dict)  # free-form notes (e.g. tracking statistics)
+    # (T, len(BODY_JOINTS), 3) float32 x, y px + MediaPipe visibility of the upper-body joints
+    # (avatar.motion.types.BODY_JOINTS); NaN rows where no person was found; None: no body track.
+    # load_clip sets motion.upper_body = avatar.data.body.upper_body_deltas(clip) from it.
+    body_points: np.ndarray | None = None
+    # (len(BODY_JOINTS), 2) float32 px reference pose of upper_body_deltas; None: derived from
+    # body_points (a slice carries its whole clip's, see avatar.data.body.reference_pose)
+    body_reference: np.ndarray | None = None
 
     # -- access -------------------------------------------------------------------------
     @property
@@ -130,10 +140,12 @@ class Clip:
         validation = [(max(s, start) - start, min(e, end) - start)
                       for s, e in self.validation if e > start and s < end]
         features = replace(self.features, **{k: getattr(self.features, k)[start:end] for k in FEATURE_ARRAYS})
+        body = {} if self.body_points is None else {
+            "body_points": self.body_points[start:end], "body_reference": reference_pose(self)}
         return replace(self, motion=self.motion.slice(start, end), landmarks=self.landmarks[start:end],
                        tracked=self.tracked[start:end], fit_residual=self.fit_residual[start:end],
                        features=features, phones=phones, validation=validation,
-                       start_frame=self.start_frame + start)
+                       start_frame=self.start_frame + start, **body)
 
 
 def ranges_mask(ranges: list[tuple[int, int]], num_frames: int) -> np.ndarray:
@@ -180,6 +192,10 @@ def _arrays(clip: Clip) -> dict[str, np.ndarray]:
         phone_times=np.array([(p.start, p.end) for p in clip.phones], np.float64).reshape(-1, 2),
         face_neutral=ref.neutral, face_rotation=ref.rotation, face_origin=ref.origin,
         face_source_points=ref.source_points, meta=np.array(json.dumps(_meta(clip))))
+    if clip.body_points is not None:
+        arrays["body_points"] = np.asarray(clip.body_points, np.float32)
+    if clip.body_reference is not None:
+        arrays["body_reference"] = np.asarray(clip.body_reference, np.float32)
     return arrays
 
 
@@ -200,7 +216,8 @@ def read_clip_meta(path) -> dict:
 
 
 def load_clip(path) -> Clip:
-    """Read a clip file written by :func:`save_clip`."""
+    """Read a clip file written by :func:`save_clip`. With a body track, ``motion.upper_body``
+    is its :func:`avatar.data.body.upper_body_deltas` (not stored: derived on loading)."""
     path = Path(path)
     data, meta = _open_archive(path)
     try:
@@ -217,10 +234,26 @@ def _clip_from(data, meta: dict) -> Clip:
               for label, (s, e) in zip(data["phone_labels"], data["phone_times"])]
     reference = ReferenceFace(int(meta["reference_frame"]), data["face_neutral"], data["face_rotation"],
                               float(meta["face_scale"]), data["face_origin"], data["face_source_points"])
-    return Clip(name=meta["name"], fps=fps, motion=motion, landmarks=data["landmarks"],
+    clip = Clip(name=meta["name"], fps=fps, motion=motion, landmarks=data["landmarks"],
                 tracked=data["tracked"], fit_residual=data["fit_residual"], features=features,
                 phones=phones, validation=[(int(s), int(e)) for s, e in meta["validation"]],
                 reference=reference, source=meta["source"], video_size=tuple(meta["video_size"]),
-                start_frame=int(meta.get("start_frame", 0)), meta=meta.get("notes", {}))
+                start_frame=int(meta.get("start_frame", 0)), meta=meta.get("notes", {}),
+                body_points=_optional(data, "body_points", (len(motion), NUM_JOINTS, 3)),
+                body_reference=_optional(data, "body_reference", (NUM_JOINTS, 2)))
+    if clip.body_points is not None and motion.upper_body is None:
+        motion.upper_body = upper_body_deltas(clip)  # derived, not stored: the vlogger's body motion
+    return clip
+
+
+def _optional(data, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Array ``name`` of the archive as float32 ``shape``, None if the file has none (older
+    files); ValueError if its shape is wrong."""
+    if name not in data:
+        return None
+    array = np.asarray(data[name], np.float32)
+    if array.shape != shape:
+        raise ValueError(f"{name} has shape {array.shape}, expected {shape}")
+    return array
 
 

@@ -6,6 +6,10 @@ a neutral-looking reference frame of that shot), analyse its audio (features, vo
 activity, recognised phones) and hold out a validation range. Each shot becomes one clip
 file (avatar.data.clip); ``report.json`` lists what became of every video and why.
 
+The same pass runs the MediaPipe pose model alone on the frames (``body``, avatar.data.body):
+shots that show an upper body (``auto``: both shoulders seen in most frames) keep their
+shoulders, elbows, wrists and hips per frame as ``Clip.body_points``.
+
 Unsuitable videos are skipped with a reason (``VideoReport.code``): unreadable, no audio,
 no face, several faces, face lost for too long, too short, or only short shots between
 scene cuts. Runs resume: videos whose clips are already there are kept (unless ``force``).
@@ -28,6 +32,8 @@ from avatar.audio.speech import DIGITAL_SILENCE, cover_timeline
 from avatar.audio.types import Audio
 from avatar.audio.vad import SPEECH_THRESHOLD, voice_activity
 from avatar.config import AUDIO
+from avatar.data.body import (AUTO, BODY_MODES, NO, YES, BodySampler, shoulder_share, shows_body,
+                              upper_body_deltas)
 from avatar.data.clip import Clip, ReferenceFace, clip_path, ranges_mask, read_clip_meta, save_clip
 from avatar.face.fit import ActionFitter, tracked_lid_closure
 from avatar.data.report import (KEPT, PREPARED, SKIPPED, PrepareReport, VideoReport, load_report,
@@ -68,22 +74,26 @@ class Options:
     fps: float | None  # None: each video's own frame rate
     val_fraction: float
     progress: bool
+    body: str = AUTO  # AUTO, YES or NO: track the upper body (avatar.data.body)
 
 
 # -- the run ------------------------------------------------------------------------------
 def prepare_videos(paths: Iterable, out_dir, fps: float | None = None,
                    val_fraction: float = DEFAULT_VAL_FRACTION, force: bool = False,
-                   progress: bool = True, log: Log = print) -> PrepareReport:
+                   progress: bool = True, log: Log = print, body: str = AUTO) -> PrepareReport:
     """Prepare every video of ``paths`` into the dataset folder ``out_dir`` (created if needed).
+
+    ``body``: "auto" keeps the upper-body track of shots that show one, "yes" of every
+    shot, "no" does not run the pose model.
 
     Videos whose clips already exist are kept unless ``force``; videos skipped before are
     skipped again without work while their file is unchanged. The report file is updated
     after every video, so an interrupted run loses at most the video in progress.
     """
-    _check_options(fps, val_fraction)
+    _check_options(fps, val_fraction, body)
     out_dir = _dataset_folder(out_dir)
     entries = load_report(out_dir)
-    options = Options(fps, val_fraction, progress)
+    options = Options(fps, val_fraction, progress, body)
     done: list[VideoReport] = []
     for path in (Path(p).resolve() for p in paths):
         if any(v.name == path.stem for v in done):
@@ -97,12 +107,14 @@ def prepare_videos(paths: Iterable, out_dir, fps: float | None = None,
     return PrepareReport(report_path(out_dir), done)
 
 
-def _check_options(fps: float | None, val_fraction: float) -> None:
+def _check_options(fps: float | None, val_fraction: float, body: str = AUTO) -> None:
     if fps is not None and not (math.isfinite(fps) and fps > 0):
         raise AvatarError(f"invalid frame rate {fps!r}", "--fps", "use a positive fps, e.g. 25")
     if not 0.0 <= val_fraction < 1.0:
         raise AvatarError(f"invalid validation fraction {val_fraction!r}", "--val-fraction",
                           "use a share in [0, 1), e.g. 0.15")
+    if body not in BODY_MODES:
+        raise AvatarError(f"invalid body mode {body!r}", "--body", f"use one of {', '.join(BODY_MODES)}")
 
 
 def _dataset_folder(out_dir) -> Path:
@@ -124,7 +136,17 @@ def _summary(entry: VideoReport) -> str:
         return f"kept {entry.name}: already prepared ({len(entry.clips)} clip(s))"
     note = f"; {entry.reason}" if entry.reason else ""
     return (f"prepared {entry.name}: {len(entry.clips)} clip(s), {entry.duration:.1f} s of video in "
-            f"{entry.processing_seconds:.1f} s ({entry.realtime_factor:.2f}x real time){note}")
+            f"{entry.processing_seconds:.1f} s ({entry.realtime_factor:.2f}x real time){_body_note(entry)}{note}")
+
+
+def _body_note(entry: VideoReport) -> str:
+    """The log note '; body tracked in 1/2 clip(s) (shoulders seen in 97%, 3% of frames)',
+    or '' if the pose did not run."""
+    if not entry.body:
+        return ""
+    tracked = sum(1 for b in entry.body.values() if b["tracked"])
+    shares = ", ".join(f"{b['shoulders_visible']:.0%}" for b in entry.body.values())
+    return f"; body tracked in {tracked}/{len(entry.body)} clip(s) (shoulders seen in {shares} of frames)"
 
 
 def _source_stamp(path: Path) -> tuple[int | None, float | None]:
@@ -187,7 +209,10 @@ def _prepare_or_resume(path: Path, out_dir: Path, previous: VideoReport | None, 
             save_clip(clip, clip_path(out_dir, clip.name))
         size, mtime = _source_stamp(path)
         entry = VideoReport(path.stem, str(path), PREPARED, clips=[c.name for c in clips], reason=notes,
-                            num_frames=sum(c.num_frames for c in clips), source_size=size, source_mtime=mtime)
+                            num_frames=sum(c.num_frames for c in clips), source_size=size, source_mtime=mtime,
+                            body={c.name: {"tracked": c.body_points is not None,
+                                           "shoulders_visible": c.meta["shoulders_visible_share"]}
+                                  for c in clips if "shoulders_visible_share" in c.meta})
     entry.processing_seconds = time.perf_counter() - started
     entry.duration = _video_duration(path)
     _remove_stale_clips(out_dir, previous, entry)
@@ -258,15 +283,24 @@ def _speech_track(path: Path, info: VideoInfo) -> Audio:
 
 
 def _track_video(path: Path, info: VideoInfo, options: Options) -> TrackedVideo:
-    """Face mesh of every frame at the dataset frame rate, with a progress bar."""
+    """Face mesh (and body joints, unless options.body is NO) of every frame at the dataset
+    frame rate, with a progress bar."""
+    from contextlib import ExitStack
+
     from tqdm import tqdm
 
     fps = options.fps or info.fps
     frames = resample_frames(iter_frames(path), info.fps, fps)
-    with FaceTracker(static=False, max_faces=MAX_FACES) as tracker, \
-            tqdm(total=info.num_frames, desc=path.stem, unit="frame", disable=not options.progress,
-                 leave=False, mininterval=0.5) as bar:
-        return track_frames(frames, tracker, fps, (info.width, info.height), on_frame=bar.update)
+    with ExitStack() as stack:
+        tracker = stack.enter_context(FaceTracker(static=False, max_faces=MAX_FACES))
+        body = None
+        if options.body != NO:
+            from avatar.body.tracker import PoseTracker  # loads MediaPipe's pose model
+
+            body = BodySampler(stack.enter_context(PoseTracker(static=False)), fps, options.body)
+        bar = stack.enter_context(tqdm(total=info.num_frames, desc=path.stem, unit="frame",
+                                       disable=not options.progress, leave=False, mininterval=0.5))
+        return track_frames(frames, tracker, fps, (info.width, info.height), on_frame=bar.update, body=body)
 
 
 def _shots(num_frames: int, cuts: list[int]) -> list[tuple[int, int]]:
@@ -302,14 +336,29 @@ def _make_clip(name: str, path: Path, video: TrackedVideo, audio: Audio, start: 
     motion = tracked_lid_closure(motion)
     shot_audio = _audio_slice(audio, start / video.fps, end / video.fps)
     features, phones = _analyse_audio(shot_audio, video.fps, end - start)
-    return Clip(name=name, fps=video.fps, motion=motion, landmarks=landmarks, tracked=tracked,
+    body, body_notes = _shot_body(video, start, end, options.body)
+    clip = Clip(name=name, fps=video.fps, motion=motion, landmarks=landmarks, tracked=tracked,
                 fit_residual=residual, features=features, phones=phones,
                 validation=validation,
                 reference=ReferenceFace.from_model(face, reference), source=str(path),
-                video_size=video.size, start_frame=start,
+                video_size=video.size, start_frame=start, body_points=body,
                 meta={"speech_share": float(np.mean(features.vad > SPEECH_THRESHOLD)),
                       "tracked_share": float(tracked.mean()),
-                      "mean_fit_residual": float(residual.mean())})
+                      "mean_fit_residual": float(residual.mean()), **body_notes})
+    if body is not None:
+        clip.motion.upper_body = upper_body_deltas(clip)  # as load_clip gives it
+    return clip
+
+
+def _shot_body(video: TrackedVideo, start: int, end: int, mode: str) -> tuple[np.ndarray | None, dict]:
+    """(body_points of frames [start, end) or None, clip notes): kept in mode YES, in AUTO
+    when the shot shows an upper body; notes say whether and how often shoulders were seen."""
+    if video.body_points is None:
+        return None, {"body_tracked": False}
+    points = video.body_points[start:end]
+    keep = mode == YES or (mode == AUTO and shows_body(points, video.size))
+    return (points if keep else None), {"body_tracked": bool(keep),
+                                        "shoulders_visible_share": shoulder_share(points, video.size)}
 
 
 def _audio_slice(audio: Audio, start: float, end: float) -> Audio:

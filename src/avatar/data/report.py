@@ -35,6 +35,9 @@ class VideoReport:
     processing_seconds: float = 0.0
     source_size: int | None = None  # bytes, to notice a changed source
     source_mtime: float | None = None
+    # per clip, when the pose ran: {"tracked": clip has a body track, "shoulders_visible":
+    # share of its frames with both shoulders seen} (avatar.data.body)
+    body: dict = field(default_factory=dict)
 
     @property
     def realtime_factor(self) -> float:

@@ -1,4 +1,5 @@
-"""Tracking a video for the dataset: face mesh per frame, extra faces, scene-cut cues.
+"""Tracking a video for the dataset: face mesh per frame, extra faces, scene-cut cues and,
+optionally, the upper-body joints (avatar.data.body).
 
 The video is decoded one frame at a time (constant memory apart from the landmarks) and
 resampled to the dataset frame rate by picking, for each output frame, the source frame
@@ -8,12 +9,13 @@ shown at its centre time. Only those frames are tracked.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from avatar.data.body import missing_rows
 from avatar.face import geometry, topology as topo
 from avatar.face.model import face_template
 from avatar.face.tracker import FaceObservation, FaceTracker
@@ -41,6 +43,9 @@ class TrackedVideo:
     landmarks: np.ndarray  # (T, 478, 3) float32 pixels of the largest face; NaN where none
     extra_faces: np.ndarray  # (T,) int: other faces beside the largest one
     change: np.ndarray  # (T,) float32 thumbnail change from the previous frame, in [0, 1]
+    # (T, len(BODY_JOINTS), 3) float32 x, y px + visibility; NaN rows: no person (or not
+    # looked for); None: the body was not tracked
+    body_points: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -84,12 +89,16 @@ def extra_faces(faces: list[FaceObservation]) -> int:
 
 
 def track_frames(frames: Iterable[tuple[np.ndarray, int]], tracker: FaceTracker, fps: float,
-                 size: tuple[int, int], on_frame=lambda: None) -> TrackedVideo:
+                 size: tuple[int, int], on_frame=lambda: None,
+                 body: Callable[[np.ndarray, int], np.ndarray] | None = None) -> TrackedVideo:
     """Track ``(frame, repeats)`` pairs (see :func:`resample_frames`) into a TrackedVideo.
 
-    ``on_frame()`` is called once per decoded source frame (for progress bars).
+    ``on_frame()`` is called once per decoded source frame (for progress bars);
+    ``body(frame, repeats)`` (e.g. avatar.data.body.BodySampler), if given, gives each
+    tracked frame's (len(BODY_JOINTS), 3) body rows, repeated like the face rows.
     """
     rows: list[np.ndarray] = []  # each (478, 3)
+    body_rows: list[np.ndarray] = []  # each (len(BODY_JOINTS), 3)
     extra: list[int] = []
     change: list[float] = []
     previous = None
@@ -103,10 +112,15 @@ def track_frames(frames: Iterable[tuple[np.ndarray, int]], tracker: FaceTracker,
         step = 0.0 if previous is None else float(np.abs(thumb - previous).mean())
         previous = thumb
         rows.extend([faces[0].landmarks if faces else missing] * repeats)
+        if body is not None:
+            body_rows.extend([body(frame, repeats)] * repeats)
         extra.extend([extra_faces(faces)] * repeats)
         change.extend([step] + [0.0] * (repeats - 1))
     landmarks = np.stack(rows).astype(np.float32) if rows else np.zeros((0, topo.NUM_LANDMARKS, 3), np.float32)
-    return TrackedVideo(fps, size, landmarks, np.array(extra, int), np.array(change, np.float32))
+    points = None
+    if body is not None:
+        points = np.stack(body_rows).astype(np.float32) if body_rows else missing_rows(0)
+    return TrackedVideo(fps, size, landmarks, np.array(extra, int), np.array(change, np.float32), points)
 
 
 def scene_cuts(change: np.ndarray, fps: float) -> list[int]:

@@ -79,6 +79,24 @@ class EDMPrecond(nn.Module):
         return cls(build_model(config["net"]), config["sigma_data"])
 
 
+@register_model("x0")
+class X0Precond(EDMPrecond):
+    """Wrap F into a denoiser that predicts x0 directly: D(x, sigma, cond) = sigma_data F(c_in x, c_noise, cond).
+
+    EDM's preconditioning with c_skip = 0 and c_out = sigma_data: the network's own output
+    is the clean sample, as in VLOGGER (§3.1: the diffusion network predicts x0, not the
+    noise). Train it with ``edm_loss(..., sigma_weighting=False)``: the plain
+    ||D(x0 + sigma n) - x0||^2 of VLOGGER's L_diff (EDM's lambda(sigma) ~ 1/sigma^2 at low
+    noise would charge the network's imperfect copy of its input there).
+    """
+
+    def forward(self, x: Tensor, sigma: Tensor | float, cond: Cond | None = None) -> Tensor:
+        x = x.float()  # (B, T, C)
+        sigma = per_sample_sigma(sigma, x.shape[0]).to(x.device)  # (B,)
+        _, _, c_in, c_noise = edm_scalings(sigma.view(-1, 1, 1), self.sigma_data)  # (B, 1, 1)
+        return self.sigma_data * self.net(c_in * x, c_noise.flatten(), cond)  # (B, T, C)
+
+
 def edm_loss(
     D: Denoiser,
     x0: Tensor,
@@ -92,6 +110,7 @@ def edm_loss(
     sigma_data: float | None = None,
     weight: Tensor | float | None = None,
     temporal_weight: Tensor | float | None = None,
+    sigma_weighting: bool = True,
 ) -> Tensor:
     """Per-element EDM loss, (B, T, C); take ``.mean()`` (or a masked mean) to train.
 
@@ -108,6 +127,8 @@ def edm_loss(
       frames t-1 and t is charged to frame t; frame 0 gets no temporal term. It carries the
       same lambda(sigma) so both terms stay on one scale at every noise level.
     - ``sigma_data`` defaults to ``D.sigma_data`` (else SIGMA_DATA).
+    - ``sigma_weighting=False`` drops lambda(sigma) (weight 1 at every noise level), for
+      denoisers that predict x0 directly (:class:`X0Precond`).
     """
     B = x0.shape[0]
     if sigma_data is None:
@@ -118,7 +139,7 @@ def edm_loss(
         noise = torch.randn(x0.shape, generator=generator).to(x0.device)  # (B, T, C)
     sigma3 = sigma.reshape(B, 1, 1).to(x0.dtype)
     err = D(x0 + sigma3 * noise, sigma, cond) - x0  # (B, T, C)
-    lam = loss_weight(sigma3, sigma_data)  # (B, 1, 1)
+    lam = loss_weight(sigma3, sigma_data) if sigma_weighting else torch.ones_like(sigma3)  # (B, 1, 1)
     loss = lam * err**2 * (1.0 if weight is None else weight)
     if temporal_weight is not None:
         # diff(x0_hat) - diff(x0) == diff(x0_hat - x0); pad frame 0 with no term.

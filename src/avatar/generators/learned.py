@@ -17,8 +17,8 @@ from __future__ import annotations
 from avatar.audio.types import AudioFeatures, Speech
 from avatar.errors import AvatarError
 from avatar.generators.base import Controls
-from avatar.generators.motion_vector import (array_to_motion, audio_frames, global_conditions, group_slices,
-                                             retime)
+from avatar.generators.motion_vector import (MOTION_DIM, array_to_motion, audio_frames, global_conditions,
+                                             group_slices, retime)
 from avatar.motion.types import MotionSeq
 
 
@@ -53,4 +53,5 @@ class LearnedGenerator:
         x = retime(x, model_fps, features.fps, features.num_frames)  # (T, C)
         for group in ("rotation", "translation"):
             x[:, group_slices()[group]] *= controls.head_motion
+        x[:, MOTION_DIM:] *= controls.head_motion  # upper-body motion (vlogger), if any: it follows the head
         return array_to_motion(x, features.fps, controls.head_distance)

@@ -12,11 +12,14 @@ from __future__ import annotations
 import numpy as np
 
 from avatar.audio.types import AudioFeatures
-from avatar.motion.types import ACTIONS, MotionSeq
+from avatar.motion.types import ACTIONS, BODY_JOINTS, MotionSeq
 
 # -- the motion vector: named channel groups, concatenated in this order -------------------
 MOTION_GROUPS: dict[str, int] = {"actions": len(ACTIONS), "rotation": 3, "translation": 2, "gaze": 2}
 MOTION_DIM = sum(MOTION_GROUPS.values())
+# Generators that also move the upper body (vlogger) append MotionSeq.upper_body, flattened
+# joint by joint as (x, y), after the motion vector: (T, MOTION_DIM + BODY_DIM).
+BODY_DIM = 2 * len(BODY_JOINTS)
 MOUTH_ACTIONS = ("jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthRollLower",
                  "mouthStretchL", "mouthStretchR", "upperLipRaise", "lowerLipDown")
 # Per-frame audio condition: log-mel bands, loudness, onset strength, voice activity,
@@ -52,9 +55,12 @@ def motion_to_array(seq: MotionSeq) -> np.ndarray:
 
 
 def array_to_motion(x: np.ndarray, fps: float, scale: float) -> MotionSeq:
-    """Inverse of :func:`motion_to_array`, with a constant head scale."""
+    """Inverse of :func:`motion_to_array`, with a constant head scale; BODY_DIM more
+    channels, when there, are the upper-body motion."""
     parts = {name: x[:, s] for name, s in group_slices().items()}
-    return MotionSeq(fps=fps, scale=np.full(len(x), scale, np.float32), **parts)
+    body = x[:, MOTION_DIM:MOTION_DIM + BODY_DIM].reshape(len(x), len(BODY_JOINTS), 2) \
+        if x.shape[1] >= MOTION_DIM + BODY_DIM else None
+    return MotionSeq(fps=fps, scale=np.full(len(x), scale, np.float32), upper_body=body, **parts)
 
 
 def audio_frames(features: AudioFeatures) -> np.ndarray:

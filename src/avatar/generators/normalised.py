@@ -24,11 +24,12 @@ SAMPLING_THREADS = 1
 class NormalisedModel(nn.Module):
     """An ``nn.Module`` with a config dict and per-channel motion / audio statistics."""
 
-    def __init__(self, config: dict, audio_channels: int, mean=None, std=None, audio_mean=None, audio_std=None):
+    def __init__(self, config: dict, audio_channels: int, mean=None, std=None, audio_mean=None, audio_std=None,
+                 motion_channels: int = MOTION_DIM):
         super().__init__()
         self.config = dict(config)
-        self.register_buffer("mean", as_vector(mean, MOTION_DIM, 0.0))
-        self.register_buffer("std", as_vector(std, MOTION_DIM, 1.0))
+        self.register_buffer("mean", as_vector(mean, motion_channels, 0.0))
+        self.register_buffer("std", as_vector(std, motion_channels, 1.0))
         self.register_buffer("audio_mean", as_vector(audio_mean, audio_channels, 0.0))
         self.register_buffer("audio_std", as_vector(audio_std, audio_channels, 1.0))
 

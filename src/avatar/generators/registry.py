@@ -26,6 +26,7 @@ class GeneratorEntry:
     needs_checkpoint: bool = False
     steps: int = 5000  # default training steps (each default trains within 30 min on 2 cores)
     untrained: str | None = None  # "module:function" -> a default-size untrained model (for timing)
+    fine_tunes: bool = False  # its trainer can start from a trained checkpoint (avatar train --init)
 
 
 GENERATORS: dict[str, GeneratorEntry] = {e.name: e for e in (
@@ -40,6 +41,9 @@ GENERATORS: dict[str, GeneratorEntry] = {e.name: e for e in (
     GeneratorEntry("loopy", "Loopy clips with 5 s of compressed motion context and audio-to-latents",
                    "avatar.generators.loopy:LoopyGenerator", "avatar.training.loopy:train_loopy", True,
                    steps=5000, untrained="avatar.generators.loopy:untrained"),
+    GeneratorEntry("vlogger", "VLOGGER causal diffusion of face, head and upper body, temporal outpainting",
+                   "avatar.generators.vlogger:VloggerGenerator", "avatar.training.vlogger:train_vlogger", True,
+                   steps=5000, untrained="avatar.generators.vlogger:untrained", fine_tunes=True),
 )}
 
 

@@ -181,8 +181,10 @@ class FrameSource:
 def speak_avatar(avatar, output, audio=None, text: str | None = None, transcript: str | None = None,
                  seed: int = 0, lips: str = "rules", checkpoint: str | None = None,
                  jump_penalty: float = JUMP_PENALTY, progress: bool = True,
-                 log: Log = _silent) -> AvatarSpeakResult:
-    """Enrolled avatar + speech -> a video of the person's own frames at ``output``."""
+                 log: Log = _silent, loaded: tuple[Speech, AudioFeatures] | None = None) -> AvatarSpeakResult:
+    """Enrolled avatar + speech -> a video of the person's own frames at ``output``.
+    ``loaded``: the speech already analysed (at the avatar's frame rate) instead of
+    ``audio`` / ``text``."""
     from avatar.audio.speech import load_speech
     from avatar.generators.base import Controls
     from avatar.generators.registry import get_generator
@@ -196,8 +198,10 @@ def speak_avatar(avatar, output, audio=None, text: str | None = None, transcript
     bundle = load_bundle(avatar)
     log(f"avatar '{bundle.name}': {bundle.num_frames} frames at {bundle.fps:g} fps, "
         f"{bundle.graph.num_nodes} graph nodes")
-    log("synthesising speech" if text is not None else "analysing the speech")
-    speech, features = load_speech(audio_path=audio, text=text, transcript=transcript, fps=bundle.fps)
+    if loaded is None or abs(loaded[1].fps - bundle.fps) > 1e-6:
+        log("synthesising speech" if text is not None else "analysing the speech")
+        loaded = load_speech(audio_path=audio, text=text, transcript=transcript, fps=bundle.fps)
+    speech, features = loaded
     clock.lap("speech")
     plan = retrieve(bundle, speech, features, jump_penalty)
     clock.lap("retrieval")

@@ -2,7 +2,7 @@
 
 Native format (``.npz``, see docs/motion-format.md): arrays ``rotation`` (T, 3),
 ``translation`` (T, 2), ``scale`` (T,), ``actions`` (T, A), ``gaze`` (T, 2), optional
-``body`` / ``hands``, and ``meta``: a JSON string with ``format`` = "avatar-motion",
+``body`` / ``hands`` / ``upper_body``, and ``meta``: a JSON string with ``format`` = "avatar-motion",
 ``version``, ``fps`` and ``action_names`` (the column names of ``actions``). Loading maps
 columns by name, so files stay readable when the action set grows.
 
@@ -37,6 +37,8 @@ def save_motion(seq: MotionSeq, path) -> None:
         arrays["body"] = seq.body
     if seq.hands is not None:
         arrays["hands"] = seq.hands
+    if seq.upper_body is not None:
+        arrays["upper_body"] = seq.upper_body
     atomic_write(Path(path), lambda f: np.savez_compressed(f, **arrays))
 
 
@@ -58,7 +60,8 @@ def motion_from_arrays(data, action_names, fps: float) -> MotionSeq:
     return MotionSeq(fps=fps, rotation=data["rotation"], translation=data["translation"],
                      scale=data["scale"], actions=actions, gaze=data["gaze"],
                      body=data["body"] if "body" in data else None,
-                     hands=data["hands"] if "hands" in data else None)
+                     hands=data["hands"] if "hands" in data else None,
+                     upper_body=data["upper_body"] if "upper_body" in data else None)
 
 
 def curves(seq: MotionSeq) -> dict[str, np.ndarray]:

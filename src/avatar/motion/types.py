@@ -12,6 +12,9 @@ Conventions (all relative to the source photo / first frame of the source video)
 - actions: coefficients of the named facial-action basis (avatar.face.actions), 0 = rest,
   1 = full action; a few may go slightly below 0 or above 1.
 - gaze: shared eye direction (x, y) in radians, x > 0 toward the image's right, y > 0 up.
+- upper_body: 2D displacement of each of BODY_JOINTS from where it is in the source (the
+  reference pose: pose_i = pose_ref + delta_i, VLOGGER §3.1), in source face widths, image
+  axes (x right, y down); all zeros = the source's own pose.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ ACTIONS: tuple[str, ...] = (
 )
 ACTION_INDEX: dict[str, int] = {name: i for i, name in enumerate(ACTIONS)}
 BLINK_ACTIONS = ("eyeBlinkL", "eyeBlinkR")
+# Upper-body joints of MotionSeq.upper_body, in column order (L/R: the person's left/right;
+# avatar.body.types.BODY_JOINT_IDS maps them to MediaPipe pose landmarks).
+BODY_JOINTS: tuple[str, ...] = ("leftShoulder", "rightShoulder", "leftElbow", "rightElbow",
+                                "leftWrist", "rightWrist", "leftHip", "rightHip")
 
 
 def action_column(name: str) -> int:
@@ -68,6 +75,7 @@ class MotionFrame:
     scale: float
     actions: np.ndarray  # (A,)
     gaze: np.ndarray  # (2,)
+    upper_body: np.ndarray | None = None  # (len(BODY_JOINTS), 2) face widths, or None
 
     def action(self, name: str) -> float:
         return float(self.actions[action_column(name)])
@@ -90,6 +98,9 @@ class MotionSeq:
     # Optional body (issue: TANGO). World joints (T, 33, 3) and hands (T, 2, 21, 3).
     body: np.ndarray | None = None
     hands: np.ndarray | None = None
+    # Optional upper-body motion (vlogger): (T, len(BODY_JOINTS), 2) displacement from the
+    # reference pose in source face widths, image axes.
+    upper_body: np.ndarray | None = None
     action_names: tuple[str, ...] = field(default=ACTIONS)
 
     def __post_init__(self):
@@ -99,6 +110,8 @@ class MotionSeq:
         self.scale = np.asarray(self.scale, np.float32).reshape(T)
         self.actions = np.asarray(self.actions, np.float32).reshape(T, len(self.action_names))
         self.gaze = np.asarray(self.gaze, np.float32).reshape(T, 2)
+        if self.upper_body is not None:
+            self.upper_body = np.asarray(self.upper_body, np.float32).reshape(T, len(BODY_JOINTS), 2)
         if tuple(self.action_names) != ACTIONS:
             raise ValueError("MotionSeq action columns differ from this engine's ACTIONS; "
                              "load it through avatar.motion.io, which maps names")
@@ -147,6 +160,7 @@ class MotionSeq:
             scale=float(self.scale[i]),
             actions=self.actions[i],
             gaze=self.gaze[i],
+            upper_body=None if self.upper_body is None else self.upper_body[i],
         )
 
     def slice(self, start: int, stop: int) -> "MotionSeq":

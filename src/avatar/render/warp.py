@@ -62,6 +62,7 @@ class FieldGrid:
         gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float32)
         self.node_cells = np.stack([gx, gy], -1)  # (gh, gw, 2) node positions in cells
         self.nodes = self.to_pixels(self.node_cells)  # (gh, gw, 2) in pixels
+        self._pixels = None  # (h, w, 2) pixel positions of the region, see upsample
         W = barycentric_weights(self.to_cells(mesh.source), mesh.triangles, self.shape, len(mesh.source))
         self.W = W.astype(np.float32)
         self.blur = max(EXTERIOR_BLUR * face.face_width / float(self.cell.mean()), 0.5)  # cells
@@ -128,8 +129,17 @@ class FieldGrid:
         return s * self.cell_to_px + self.px_offset  # to pixels
 
     def upsample(self, smap: np.ndarray) -> np.ndarray:
-        """(h, w, 2) backward map at every pixel of this grid's region."""
-        return cv2.resize(smap, self.size, interpolation=cv2.INTER_LINEAR)
+        """(h, w, 2) backward map at every pixel of this grid's region.
+
+        The displacement (map minus node positions) is resized, not the map: within half a
+        cell of the region's edges cv2.resize holds the outermost nodes' values, which for
+        absolute positions smeared a strip along every edge on every frame."""
+        if self._pixels is None:  # built on first use: (h, w, 2) pixel positions
+            x0, y0, x1, y1 = self.box
+            ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+            self._pixels = np.stack([xs, ys], -1)
+        disp = cv2.resize(smap - self.nodes, self.size, interpolation=cv2.INTER_LINEAR)
+        return disp + self._pixels
 
 
 class WarpRenderer:

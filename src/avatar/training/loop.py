@@ -33,6 +33,7 @@ class TrainSettings:
     patience: int = 15  # evaluations without a better selection loss before stopping
     seed: int = 0
     threads: int = 2
+    init: str | None = None  # fine-tune this checkpoint instead of a fresh model (trainers that can)
 
 
 @dataclass

@@ -116,14 +116,18 @@ def augment(batch, rng: np.random.Generator):
     offset = rng.uniform(-GAZE_AUGMENT, GAZE_AUGMENT, size=(B, 2)).astype(np.float32)  # (B, 2)
     offset *= (rng.random(B) < GAZE_AUGMENT_PROBABILITY)[:, None]
     gaze = group_slices()["gaze"]
-    motion, prefix = batch.motion.copy(), batch.prefix.copy()
-    motion[:, :, gaze] += offset[:, None]
-    prefix[:, :, gaze] += offset[:, None]
+
+    def shifted(frames):  # (B, N, C) with the gaze offset
+        frames = frames.copy()
+        frames[:, :, gaze] += offset[:, None]
+        return frames
+
     low, high = np.log(DISTANCE_AUGMENT)
     new_distance = rng.uniform(low, high, size=(B, 1)).astype(np.float32)  # log scale, (B, 1)
     distance = np.where(rng.random((B, 1)) < DISTANCE_AUGMENT_PROBABILITY, new_distance, batch.globals_["distance"])
     globals_ = {**batch.globals_, "gaze": batch.globals_["gaze"] + offset, "distance": distance}
-    return replace(batch, motion=motion, prefix=prefix, globals_=globals_)
+    frames = {name: shifted(getattr(batch, name)) for name in ("motion", "prefix") if hasattr(batch, name)}
+    return replace(batch, globals_=globals_, **frames)
 
 
 def _conditions(model, batch, torch):
