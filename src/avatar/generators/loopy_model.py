@@ -32,7 +32,7 @@ from avatar.diffusion.transformer import (NOISE_EMB_SCALE, MotionTransformer, Mo
                                           sinusoidal)
 from avatar.generators.motion_vector import (AUDIO, GLOBAL_CONDS, MOTION_DIM, MOUTH_ACTIONS, action_channels,
                                              audio_dim, group_slices)
-from avatar.generators.normalised import NormalisedModel, pad_to, sampling_threads
+from avatar.generators.normalised import NormalisedModel, pad_edges, pad_to, sampling_threads, stack_audio
 
 CONTEXT, CONTEXT_FRAMES, SIGNALS = "context", "context_frames", "signals"
 SIGNAL_NAMES = ("mouth_speed", "head_variance", "expression_variance")  # Loopy §3.3's motion features
@@ -205,7 +205,7 @@ class LoopyNet(nn.Module):
         audio = None
         if AUDIO in cond:
             k = self.audio_context
-            audio = cond[AUDIO].unfold(1, 2 * k + 1, 1).transpose(2, 3).flatten(2)  # (B, N, (2k+1) Ca)
+            audio = stack_audio(cond[AUDIO], k)  # (B, N, (2k+1) Ca)
         D = self.in_proj.out_features
         h = self.in_proj(x) + sinusoidal(torch.arange(N, device=x.device), D)[None]  # (B, N, D)
         if audio is not None:
@@ -250,7 +250,7 @@ class LoopyModel(NormalisedModel):
         T = len(audio)
         W = -(-T // N)
         a = pad_to(audio, W * N)
-        a = np.concatenate([np.repeat(a[:1], k, 0), a, np.repeat(a[-1:], k, 0)])  # k frames each side
+        a = pad_edges(a, k)  # k frames beyond each side
         a = self.normalise_audio(torch.from_numpy(a))  # (W*N + 2k, Ca)
         g = self.normalise_globals({n: torch.from_numpy(np.asarray(v, np.float32))[None] for n, v in globals_.items()})
         interval = cfg.get("guidance_interval")  # absent in older checkpoints: guide every step

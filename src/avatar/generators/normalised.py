@@ -81,3 +81,14 @@ def pad_to(a: np.ndarray, n: int) -> np.ndarray:
     if len(a) >= n:
         return np.ascontiguousarray(a[:n], dtype=np.float32)
     return np.concatenate([a, np.repeat(a[-1:], n - len(a), axis=0)]).astype(np.float32)
+
+
+def pad_edges(a: np.ndarray, k: int) -> np.ndarray:
+    """``a`` (T, Ca) with its first and last rows repeated k times: the audio beyond each
+    side that a frame's +-k audio context reads."""
+    return np.concatenate([np.repeat(a[:1], k, 0), a, np.repeat(a[-1:], k, 0)])
+
+
+def stack_audio(a: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, T + 2k, Ca) audio -> (B, T, (2k+1) Ca): frame t with its k neighbours on each side."""
+    return a.unfold(1, 2 * k + 1, 1).transpose(2, 3).flatten(2)

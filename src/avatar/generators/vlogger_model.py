@@ -26,16 +26,11 @@ from avatar.diffusion.noise import seeded_noise
 from avatar.diffusion.samplers import karras_sigmas, sample_euler
 from avatar.diffusion.transformer import MotionTransformer, MotionTransformerConfig
 from avatar.generators.motion_vector import AUDIO, BODY_DIM, GLOBAL_CONDS, MOTION_DIM, audio_dim
-from avatar.generators.normalised import NormalisedModel, pad_to, sampling_threads
+from avatar.generators.normalised import NormalisedModel, pad_edges, pad_to, sampling_threads, stack_audio
 
 KNOWN = "known"
 CHANNELS = MOTION_DIM + BODY_DIM  # C: face + head + gaze, then the upper-body joints
 SEED_STRIDE = 100_003  # window w of seed s draws its noise from seed s * SEED_STRIDE + w
-
-
-def stack_audio(a: Tensor, k: int) -> Tensor:
-    """(B, T + 2k, Ca) audio -> (B, T, (2k+1) Ca): frame t with its k neighbours on each side."""
-    return a.unfold(1, 2 * k + 1, 1).transpose(2, 3).flatten(2)
 
 
 def known_condition(values: Tensor, mask: Tensor) -> Tensor:
@@ -87,8 +82,7 @@ class VloggerModel(NormalisedModel):
         T, new = len(audio), N - O
         W = 1 + max(0, -(-(T - N) // new))  # windows needed for T frames
         total = N + (W - 1) * new
-        a = pad_to(audio, total)
-        a = np.concatenate([np.repeat(a[:1], k, 0), a, np.repeat(a[-1:], k, 0)])  # k frames each side
+        a = pad_edges(pad_to(audio, total), k)  # k frames beyond each side
         a = stack_audio(self.normalise_audio(torch.from_numpy(a))[None], k)  # (1, total, (2k+1) Ca)
         g = self.normalise_globals({n: torch.from_numpy(np.asarray(v, np.float32))[None]
                                     for n, v in globals_.items()})

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from avatar.errors import AvatarError
-from avatar.generators.motion_vector import BODY_DIM, MOTION_DIM
+from avatar.generators.motion_vector import BODY_DIM, group_slices
 from avatar.generators.vlogger import VloggerConfig, build_vlogger
 from avatar.training.loop import TrainReport, TrainSettings, TrainTask, begin, fit
 from avatar.training.vasa import COND_DROPOUT, GAZE_AUGMENT, GAZE_AUGMENT_PROBABILITY, TEMPORAL_POSE, \
@@ -71,8 +71,7 @@ def statistics(srcs) -> dict[str, np.ndarray]:
     seen = np.isfinite(motion).any(0)
     mean = np.where(seen, np.nanmean(np.where(seen, motion, 0.0), 0), 0.0)
     var = np.where(seen, np.nanvar(np.where(seen, motion, 0.0), 0), 0.0)
-    gaze = slice(MOTION_DIM - 2, MOTION_DIM)
-    var[gaze] += GAZE_AUGMENT_PROBABILITY * GAZE_AUGMENT**2 / 3  # + the augmentation offsets' variance
+    var[group_slices()["gaze"]] += GAZE_AUGMENT_PROBABILITY * GAZE_AUGMENT**2 / 3  # + the augmentation offsets' variance
     return {"mean": mean, "std": np.maximum(np.sqrt(var), STD_FLOOR),
             "audio_mean": audio.mean(0), "audio_std": np.maximum(audio.std(0), STD_FLOOR)}
 
@@ -165,7 +164,8 @@ def vlogger_conditions(model, batch: VloggerBatch, x0, rng):
 
     from avatar.diffusion.conditions import Cond
     from avatar.diffusion.guidance import dropout_conditions
-    from avatar.generators.vlogger_model import KNOWN, known_condition, stack_audio
+    from avatar.generators.normalised import stack_audio
+    from avatar.generators.vlogger_model import KNOWN, known_condition
 
     B, T = x0.shape[:2]
     known = torch.arange(T)[None] < torch.from_numpy(batch.known)[:, None]  # (B, T)
