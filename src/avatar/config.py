@@ -39,7 +39,28 @@ class GestureConfig:
     mask_width: int = 96  # px width of the stored person masks (height keeps the aspect)
 
 
+@dataclass(frozen=True)
+class LiveConfig:
+    """avatar serve / avatar.live: streaming sessions."""
+
+    audio_rate: int = 24000  # PCM rate of the audio streamed back (an integer per frame at 25 fps)
+    ramp_seconds: float = 0.24  # a change of motion source (idle <-> speech) eases over this
+    idle_block_seconds: float = 8.0  # idle motion is generated this far ahead
+    stream_context_seconds: float = 1.0  # audio before the newest frame seen by the streamed mouth
+    stream_lookahead_frames: int = 1  # frames of audio after a frame before its mouth is decided
+    max_upload_bytes: int = 10_000_000
+    max_image_side: int = 4096  # photos larger than this are refused (they are resized to frame_size)
+    frame_size: int = 512  # longest side of the streamed video
+    jpeg_quality: int = 85
+    max_sessions: int = 4  # open sessions; more are refused with "server busy"
+    idle_timeout_seconds: float = 300.0  # a session with no client for this long is closed
+    max_text_chars: int = 5000  # per text message
+    max_utterance_seconds: float = 120.0  # speech kept per utterance (for the mp4 download)
+    max_queued_seconds: float = 60.0  # speech waiting to be played, per session
+
+
 AUDIO = AudioConfig()
 VIDEO = VideoConfig()
 RENDER = RenderConfig()
 GESTURE = GestureConfig()
+LIVE = LiveConfig()

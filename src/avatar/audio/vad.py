@@ -26,6 +26,7 @@ _MODEL_FILE = "silero_vad.onnx"
 # Energy fallback: frames this many dB under the loud (95th percentile) level count as silence.
 _FALLBACK_RANGE_DB = 25.0
 _FALLBACK_SLOPE_DB = 3.0  # softness of the logistic around the threshold
+STREAM_FALLBACK_DB = -45.0  # streamed audio has no loud level yet: a fixed threshold
 _LOUD_PERCENTILE = 95
 _MIN_POWER = 1e-10  # -100 dBFS floor, avoids log(0)
 
@@ -131,3 +132,41 @@ def _steps_to_frames(step_probs: np.ndarray, step_seconds: float, fps: float, nu
     # Beyond the audio the integral stays flat, so trailing frames read as silence.
     at_edges = np.interp(edges, step_edges, integral)
     return (np.diff(at_edges) * fps).clip(0.0, 1.0).astype(np.float32)
+
+
+class StreamingVad:
+    """Speech probability of 16 kHz audio that arrives in pieces, one 32 ms step at a time.
+
+    The same recurrent model as :func:`voice_activity`, its state carried between steps, so
+    the probabilities depend on the audio only, not on how it was cut into pieces.
+    """
+
+    def __init__(self):
+        self._session = _silero_session()
+        self._state = np.zeros((2, 1, _STATE_SIZE), dtype=np.float32)
+        self._context = np.zeros((1, _CONTEXT), dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._rate = np.array(VAD_SAMPLE_RATE, dtype=np.int64)
+        self.probs: list[float] = []  # one per completed step
+        self.step_seconds = _WINDOW / VAD_SAMPLE_RATE
+
+    def push(self, samples16: np.ndarray) -> None:
+        self._pending = np.concatenate([self._pending, np.asarray(samples16, np.float32)])
+        while len(self._pending) >= _WINDOW:
+            step, self._pending = self._pending[:_WINDOW], self._pending[_WINDOW:]
+            self.probs.append(self._step(step))
+
+    def _step(self, step: np.ndarray) -> float:
+        if self._session is None:  # the energy fallback, against a fixed level (no look-ahead)
+            db = 10.0 * np.log10(np.mean(step ** 2) + _MIN_POWER)
+            return float(1.0 / (1.0 + np.exp(-(db - STREAM_FALLBACK_DB) / _FALLBACK_SLOPE_DB)))
+        window = np.concatenate([self._context, step[None]], axis=1)  # (1, 576)
+        output, self._state = self._session.run(
+            None, {"input": window, "state": self._state, "sr": self._rate})
+        self._context = window[:, -_CONTEXT:]
+        return float(output[0, 0])
+
+    def frames(self, fps: float, first: int, count: int) -> np.ndarray:
+        """Per-video-frame probabilities of frames [first, first + count); (count,) float32."""
+        return _steps_to_frames(np.asarray(self.probs, np.float32), self.step_seconds, fps,
+                                first + count)[first:]
