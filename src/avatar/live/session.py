@@ -238,9 +238,8 @@ class LiveSession:
             return
         names = tuple(frames[0][0]) if frames else ()
         motion = MotionSeq.neutral(len(frames), self.fps)
-        for i, (actions, _) in enumerate(frames):
-            for name, value in actions.items():
-                motion.actions[i, motion.action_names.index(name)] = value
+        for name in names:
+            motion.set_action(name, [actions[name] for actions, _ in frames])
         audio = np.concatenate([a for _, a in frames]) if frames else np.zeros(0, np.float32)
         self._timeline.push(Chunk(uid, motion, audio, overlay=names or ("jawOpen",), last=last))
 
