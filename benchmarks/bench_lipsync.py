@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import avatar
-from avatar.cli import bundled_portrait
+from avatar.image import bundled_portrait
 from avatar.face.tracker import FaceTracker
 from avatar.metrics.lipsync import bilabial_closure, mouth_opening, opening_energy_correlation
 from avatar.video.reader import iter_frames

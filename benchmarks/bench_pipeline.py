@@ -25,7 +25,7 @@ import numpy as np
 import avatar
 from avatar.audio.io import save_wav
 from avatar.audio.types import Audio
-from avatar.cli import bundled_portrait
+from avatar.image import bundled_portrait
 
 SENTENCE = ("The quick brown fox jumps over the lazy dog, while my brave mother paints "
             "a big blue map of the bay. ")

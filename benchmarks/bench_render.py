@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from avatar.cli import bundled_portrait
+from avatar.image import bundled_portrait
 from avatar.face.model import FaceModel
 from avatar.face.tracker import largest_face
 from avatar.image import load_image

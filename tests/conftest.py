@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avatar.cli import bundled_portrait
+from avatar.image import bundled_portrait
 
 
 @pytest.fixture(scope="session")

@@ -63,3 +63,11 @@ def check_seeded_any_length(name: str, checkpoint, T: int = 83) -> None:
     assert len(a) == T and a.fps == FPS
     np.testing.assert_array_equal(motion_to_array(a), motion_to_array(b))
     assert np.abs(motion_to_array(a) - motion_to_array(c)).max() > 1e-4
+
+
+def speech_like(seconds: float, rate: int) -> np.ndarray:
+    """Syllable-rate amplitude-modulated harmonics with pauses: voice-like energy."""
+    t = np.arange(int(seconds * rate)) / rate
+    voice = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((140, 280, 420, 700), 1))
+    envelope = np.clip(np.sin(2 * np.pi * 4.0 * t), 0, None) * (np.sin(2 * np.pi * 0.4 * t) > -0.3)
+    return (0.3 * voice * envelope).astype(np.float32)

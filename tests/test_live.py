@@ -1,7 +1,9 @@
 """Live sessions (avatar.live): idle motion, text spoken sentence by sentence, streamed
 audio decided independently of its chunking, barge-in without a jump."""
 
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,9 @@ from avatar.live.timeline import Chunk, Timeline
 from avatar.motion.types import MotionSeq
 from avatar.pipeline import load_portrait
 
+sys.path.insert(0, str(Path(__file__).parent))
+from synthetic_clips import speech_like  # noqa: E402
+
 FPS = 25.0
 
 
@@ -20,14 +25,6 @@ def session(portrait_path):
     s = LiveSession(load_portrait(portrait_path, max_size=256), seed=3, fps=FPS)
     yield s
     s.close()
-
-
-def _speech_like(seconds: float, rate: int) -> np.ndarray:
-    """Syllable-rate amplitude-modulated harmonics with pauses: voice-like energy."""
-    t = np.arange(int(seconds * rate)) / rate
-    voice = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((140, 280, 420, 700), 1))
-    envelope = np.clip(np.sin(2 * np.pi * 4.0 * t), 0, None) * (np.sin(2 * np.pi * 0.4 * t) > -0.3)
-    return (0.3 * voice * envelope).astype(np.float32)
 
 
 def _pull(mouth: StreamedMouth, audio: np.ndarray, sizes) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +45,7 @@ def _pull(mouth: StreamedMouth, audio: np.ndarray, sizes) -> tuple[np.ndarray, n
 
 def test_streamed_audio_motion_does_not_depend_on_chunking():
     rate = 16000
-    audio = np.concatenate([np.zeros(rate // 4, np.float32), _speech_like(2.75, rate)])  # 0.25 s silence first
+    audio = np.concatenate([np.zeros(rate // 4, np.float32), speech_like(2.75, rate)])  # 0.25 s silence first
     whole_jaw, whole_audio = _pull(StreamedMouth(rate, FPS), audio, [len(audio)])
     odd_jaw, odd_audio = _pull(StreamedMouth(rate, FPS), audio, [317, 1601, 53, 3200])
     assert len(whole_jaw) == len(odd_jaw) == int(np.ceil(3.0 * FPS))
@@ -131,7 +128,7 @@ def test_session_streams_audio_and_rejects_bad_input(session):
     with pytest.raises(AvatarError):
         session.start_audio(1234567)
     uid = session.start_audio(16000)
-    pcm = (_speech_like(1.0, 16000) * 32767).astype(np.int16)
+    pcm = (speech_like(1.0, 16000) * 32767).astype(np.int16)
     for i in range(0, len(pcm), 480):
         session.push_audio(pcm[i:i + 480])
     session.end_audio()

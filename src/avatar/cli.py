@@ -7,20 +7,23 @@ Errors are one line on stderr (what, which file, what to do) with a non-zero exi
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import math
 import os
 import sys
-from importlib import resources
 from pathlib import Path
 
 from avatar import __version__
 from avatar.commands import dub as dub_command
-from avatar.commands import add_quiet_and_debug, stderr_log as _log
+from avatar.commands import serve as serve_command
+from avatar.commands import add_quiet_and_debug, number, seed, stderr_log as _log
 from avatar.config import VIDEO
 from avatar.errors import AvatarError
 from avatar.generators import registry
 from avatar.generators.base import EMOTIONS
-from avatar.native import VERBOSE_ENV
+from avatar.image import MAX_VIDEO_SIDE, MIN_SIDE, bundled_portrait
+from avatar.native import VERBOSE_ENV, native_logs_hidden
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
@@ -30,10 +33,18 @@ DEMO_TEXT = ("Hello! I am a talking portrait made by avatar. I run offline on an
 DEMO_OUTPUT = "avatar_demo.mp4"
 GAZE_NAMES = {"camera": (0.0, 0.0), "left": (-15.0, 0.0), "right": (15.0, 0.0),
               "up": (0.0, 12.0), "down": (0.0, -12.0)}
+MAX_GAZE_DEGREES = 45.0  # further, the iris would leave the eye
+# Frame rates offered: below 1 fps there is no lip motion to see; above 120 players drop
+# frames (and the rendering time grows for nothing).
+MIN_FPS, MAX_FPS = 1.0, 120.0
 
 
-def bundled_portrait() -> Path:
-    return Path(str(resources.files("avatar.assets").joinpath("astronaut.jpg")))
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line like every other error (not usage + message)."""
+
+    def error(self, message: str):
+        message = message.removeprefix("argument ")
+        self.exit(EXIT_USER_ERROR, f"avatar: error: {message} - see '{self.prog} --help'\n")
 
 
 def _gaze(value: str) -> tuple[float, float]:
@@ -44,37 +55,38 @@ def _gaze(value: str) -> tuple[float, float]:
         x, y = (float(v) for v in value.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected X,Y in degrees (e.g. 10,-5) or one of {', '.join(GAZE_NAMES)}") from None
+            f"expected X,Y in degrees (e.g. 10,-5) or one of {', '.join(GAZE_NAMES)}, got {value!r}") from None
+    if not all(math.isfinite(v) and abs(v) <= MAX_GAZE_DEGREES for v in (x, y)):
+        raise argparse.ArgumentTypeError(f"X and Y must be within -{MAX_GAZE_DEGREES:g}..{MAX_GAZE_DEGREES:g} "
+                                         f"degrees, got {value!r}")
     return x, y
 
 
 def _positive(kind):
-    def parse(value: str):
-        v = kind(value)
-        if v <= 0:
-            raise argparse.ArgumentTypeError("must be greater than 0")
-        return v
-    return parse
+    return number(kind, positive=True)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("motion")
-    g.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same video (default 0)")
+    g.add_argument("--seed", type=seed, default=0, help="random seed; the same seed gives the same video (default 0)")
     g.add_argument("--motion", default="rules", metavar="NAME", help="motion generator (default: rules): " + "; ".join(
                        f"{n}: {e.summary}" for n, e in registry.GENERATORS.items()))
     g.add_argument("--checkpoint", metavar="CKPT", help="trained model of a learned generator (" + ", ".join(
                        n for n, e in registry.GENERATORS.items() if e.needs_checkpoint) + ")")
     g.add_argument("--emotion", choices=sorted(EMOTIONS), help="named emotion preset")
-    g.add_argument("--valence", type=float, metavar="V", help="-1 (negative) .. 1 (positive); overrides the preset")
-    g.add_argument("--arousal", type=float, metavar="A", help="-1 (calm) .. 1 (excited); overrides the preset")
-    g.add_argument("--head-motion", type=float, default=1.0, metavar="X", help="head-motion amplitude, 0 = still (default 1)")
+    g.add_argument("--valence", type=number(float, -1, 1), metavar="V", help="-1 (negative) .. 1 (positive); overrides the preset")
+    g.add_argument("--arousal", type=number(float, -1, 1), metavar="A", help="-1 (calm) .. 1 (excited); overrides the preset")
+    g.add_argument("--head-motion", type=number(float, 0), default=1.0, metavar="X", help="head-motion amplitude, 0 = still (default 1)")
     g.add_argument("--gaze", type=_gaze, default=(0.0, 0.0), metavar="DIR",
                    help="main gaze direction: camera, left, right, up, down, or X,Y degrees (default camera)")
     g.add_argument("--head-distance", type=_positive(float), default=1.0, metavar="S",
                    help="head scale; >1 brings the head closer (default 1)")
     o = p.add_argument_group("output")
-    o.add_argument("--fps", type=_positive(float), default=VIDEO.fps, help=f"frames per second (default {VIDEO.fps:g})")
-    o.add_argument("--max-size", type=_positive(int), metavar="PX", help="downscale so the longest side is at most PX (default: keep the photo's size)")
+    o.add_argument("--fps", type=number(float, MIN_FPS, MAX_FPS), default=VIDEO.fps,
+                   help=f"frames per second, {MIN_FPS:g} to {MAX_FPS:g} (default {VIDEO.fps:g})")
+    o.add_argument("--max-size", type=number(int, MIN_SIDE), metavar="PX",
+                   help=f"downscale so the longest side is at most PX (default: keep the photo's size, "
+                        f"up to {MAX_VIDEO_SIDE} px)")
     o.add_argument("--export-motion", metavar="FILE", help="also save the motion: .npz (native), .csv or .json curves for 3D tools")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -82,7 +94,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="avatar", description="Speech in, a talking video of a person out. Offline, on a CPU.",
         epilog="Examples:\n  avatar demo\n  avatar speak --image me.jpg --text \"Hello there.\" -o hello.mp4\n"
                "  avatar speak --image me.jpg --audio talk.mp3 --emotion happy -o talk.mp4\n"
@@ -122,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("videos", nargs="+", metavar="VIDEO", help="talking-face videos (mp4, mov, mkv, ...)")
     pp.add_argument("-o", "--output", required=True, metavar="DATASET", help="dataset folder (created if needed)")
     pp.add_argument("--force", action="store_true", help="prepare again videos that are already in the dataset")
-    pp.add_argument("--fps", type=_positive(float), help="frame rate of the clips (default: each video's own)")
+    pp.add_argument("--fps", type=number(float, MIN_FPS, MAX_FPS), help="frame rate of the clips (default: each video's own)")
     pp.add_argument("--val-fraction", type=float, default=0.15, metavar="F",
                     help="share of each clip held out for validation (default 0.15)")
     pp.add_argument("--body", choices=("auto", "yes", "no"), default="auto",
@@ -150,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--keep", choices=["last", "best"], default="last",
                     help="the last model (default), or the one with the lowest selection loss, stopping early "
                          "when it no longer improves")
-    tp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    tp.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     tp.add_argument("--init", metavar="CKPT", help="fine-tune this trained checkpoint on the dataset (e.g. a few "
                                                    "minutes of one person) instead of training from scratch; "
                                                    "methods: " + ", ".join(
@@ -159,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_enroll(sub)
     dub_command.add_parser(sub)
+    serve_command.add_parser(sub)
     return parser
 
 
@@ -177,7 +190,7 @@ def _add_enroll(sub) -> None:
                           "its steps grow with the video's length)")
     np_.add_argument("--also", nargs="+", default=[], metavar="NAME",
                      help="other enrolled avatars whose videos the embedding also trains on")
-    np_.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    np_.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     add_quiet_and_debug(np_)
 
 
@@ -266,7 +279,11 @@ def _train(args: argparse.Namespace) -> int:
                           "fine-tune with --method " + " or ".join(
                               n for n in registry.trainable() if registry.entry(n).fine_tunes))
     if args.init is not None and not Path(args.init).is_file():
-        raise AvatarError("checkpoint to fine-tune not found", args.init)
+        raise AvatarError("checkpoint to fine-tune not found", args.init, "check the path of --init")
+    if args.init is not None:
+        from avatar.diffusion.checkpoint import read_spec
+
+        read_spec(args.init)  # a damaged or foreign file fails now, not after loading the dataset
     clips = load_dataset(args.data)
     steps = args.steps or registry.entry(args.method).steps
     log(f"training {args.method} on {len(clips)} clip(s): {steps} steps or {args.minutes:g} min")
@@ -282,11 +299,32 @@ def _train(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace) -> int:
     from avatar.data.prepare import prepare_videos
 
+    for video in map(Path, args.videos):  # a wrong path is a typo, not an unsuitable video
+        if not video.is_file():
+            raise AvatarError("is a folder, not a video" if video.is_dir() else "video not found", str(video),
+                              "check the path (nothing was prepared)")
+    new_folder = not Path(args.output).exists()
     report = prepare_videos(args.videos, args.output, fps=args.fps, val_fraction=args.val_fraction,
                             force=args.force, progress=not args.quiet, log=_log(args.quiet), body=args.body)
+    if not report.prepared:
+        _nothing_prepared(report, new_folder)
     _log(args.quiet)(f"{len(report.prepared)} video(s) in the dataset ({len(report.clips)} clip(s)), "
                      f"{len(report.skipped)} skipped; see {report.path}")
     return 0
+
+
+def _nothing_prepared(report, new_folder: bool) -> None:
+    """Every video was skipped: an error naming why; a dataset folder made by this run is
+    removed again rather than left holding only the report."""
+    if new_folder:
+        report.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty after all: leave it
+            report.path.parent.rmdir()
+    first = report.skipped[0]
+    what = (f"not prepared: {first.reason}" if len(report.skipped) == 1 else
+            f"none of the {len(report.skipped)} videos could be prepared (first: {first.reason})")
+    see = "" if new_folder else f"; see {report.path}"
+    raise AvatarError(what, first.source, f"give videos of one person talking, face in view{see}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -300,6 +338,8 @@ def run(args: argparse.Namespace) -> int:
         return _enroll(args)
     if args.command == "dub":
         return dub_command.run(args)
+    if args.command == "serve":
+        return serve_command.run(args)
     if args.command == "speak" and args.avatar:
         return _speak_avatar(args)
     from avatar.api import speak
@@ -323,14 +363,34 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+class _NoteHandler(logging.Handler):
+    """The engine's warnings (e.g. "no voice activity found") as ``avatar: note: ...`` on
+    the sys.stderr of the moment, like every other line, instead of logging's bare
+    last-resort output."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"avatar: note: {record.getMessage()}", file=sys.stderr)
+
+
+def _show_notes() -> None:
+    engine = logging.getLogger("avatar")
+    if not any(isinstance(h, _NoteHandler) for h in engine.handlers):  # main() may run many times
+        engine.addHandler(_NoteHandler(logging.WARNING))
+
+
 def main(argv=None) -> int:
+    _show_notes()
     parser = build_parser()
     args = parser.parse_args(argv)
     args.debug = getattr(args, "debug", False)
     if args.debug:
         os.environ[VERBOSE_ENV] = "1"
+    # Native libraries' chatter is hidden for the whole run (--debug shows it); the server
+    # keeps its own stderr handling.
+    hide = not args.debug and args.command != "serve"
     try:
-        return run(args)
+        with native_logs_hidden() if hide else contextlib.nullcontext():
+            return run(args)
     except AvatarError as e:
         print(f"avatar: error: {e.one_line()}", file=sys.stderr)
         if args.debug:

@@ -53,10 +53,15 @@ class LiveConfig:
     frame_size: int = 512  # longest side of the streamed video
     jpeg_quality: int = 85
     max_sessions: int = 4  # open sessions; more are refused with "server busy"
-    idle_timeout_seconds: float = 300.0  # a session with no client for this long is closed
+    idle_timeout_seconds: float = 300.0  # a session with no input for this long is closed
+    connect_timeout_seconds: float = 30.0  # an opened session no client streams by then is closed
     max_text_chars: int = 5000  # per text message
     max_utterance_seconds: float = 120.0  # speech kept per utterance (for the mp4 download)
     max_queued_seconds: float = 60.0  # speech waiting to be played, per session
+    max_message_bytes: int = 1_000_000  # one WebSocket message (200 ms of 96 kHz PCM is 38 kB)
+    max_memory_mb: int = 6000  # new sessions are refused while the server's resident memory is above this
+    host: str = "127.0.0.1"  # avatar serve binds here: local only unless asked
+    port: int = 8000
 
 
 AUDIO = AudioConfig()

@@ -79,19 +79,15 @@ def dub_video(video, output, audio=None, text: str | None = None, transcript: st
     from avatar.generators.base import Controls
     from avatar.generators.registry import get_generator
     from avatar.pipeline import check_output
-    from avatar.video.reader import probe
+    from avatar.video.reader import check_moving, probe
 
     video, output = Path(video), Path(output)
-    check_output(output)
-    if video.resolve() == output.resolve():
-        raise AvatarError("the output would overwrite the video being dubbed", str(output),
-                          "write to another file")
+    check_output(output, {"VIDEO": video, "--audio": audio, "--checkpoint": checkpoint})
     if not video.is_file():
         raise AvatarError("video not found", str(video), "check the path")
     generator = get_generator(motion, **({"checkpoint": checkpoint} if checkpoint else {}))
     info = probe(video)
-    if info.num_frames < 1:
-        raise AvatarError("the video has no frames", str(video), "use a video of a person talking")
+    check_moving(info, video)
     clock = {"start": time.perf_counter()}
     log(f"video: {info.width}x{info.height}, {info.num_frames} frames at {info.fps:g} fps")
     log("synthesising speech" if text is not None else "analysing the speech")

@@ -34,6 +34,40 @@ def quiet_stderr():
 
 
 @contextlib.contextmanager
+def native_logs_hidden():
+    """For a whole command: what native code writes to fd 2 goes to /dev/null, while
+    Python's ``sys.stderr`` (our messages, progress bars) still reaches the terminal.
+
+    :func:`quiet_stderr` around each native call is not enough: MediaPipe's worker threads
+    log after the call has returned (a race), so a stray C++ line could follow an error.
+    """
+    sys.stderr.flush()
+    try:
+        python_fd, saved = sys.stderr.fileno(), os.dup(2)
+    except (AttributeError, OSError, ValueError):  # no real fd 2 (captured, notebooks): nothing to separate
+        python_fd = saved = None
+    if saved is None:
+        yield
+        return
+    previous, own = sys.stderr, None
+    if python_fd == 2:  # Python writes where native code does: give it its own copy of fd 2
+        own = os.fdopen(os.dup(saved), "w", buffering=1, encoding=previous.encoding, errors="backslashreplace")
+        sys.stderr = own
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        if own is not None:
+            sys.stderr = previous
+            own.close()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
 def torch_threads(n: int):
     """Run the block with ``n`` torch threads, then restore the previous number.
 

@@ -6,6 +6,7 @@ reports progress. The UI (avatar.cli) and the Python API (avatar.api) sit on top
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from avatar.errors import AvatarError
 from avatar.face.model import FaceModel
 from avatar.generators.base import Controls
 from avatar.generators.registry import get_generator
-from avatar.image import fit_max_size, load_image
+from avatar.image import MAX_VIDEO_SIDE, fit_max_size, load_image
 from avatar.motion.types import MotionSeq
 
 Log = Callable[[str], None]
@@ -48,17 +49,29 @@ class SpeakResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
 
-def load_portrait(image, max_size: int | None = None, log: Log = _silent) -> Portrait:
-    """Read a photo (path or RGB array), downscale to ``max_size``, and fit its face."""
+def load_portrait(image, max_size: int | None = None, log: Log = _silent,
+                  where: str | None = None) -> Portrait:
+    """Read a photo (path or RGB array), downscale to ``max_size``, and fit its face;
+    ``where`` names the photo in errors (default: its path)."""
     from avatar.face.tracker import largest_face
     from avatar.render.closed_mouth import close_mouth
 
-    where = str(image) if not isinstance(image, np.ndarray) else "<array>"
+    where = where or (str(image) if not isinstance(image, np.ndarray) else "<array>")
     rgb = load_image(image) if not isinstance(image, np.ndarray) else _as_rgb(image)
-    rgb = fit_max_size(rgb, max_size)
+    rgb = _fit_video_size(rgb, max_size, where, log)
     face = largest_face(rgb, where, warn=log)
     rgb, model = close_mouth(rgb, FaceModel.from_observation(face))  # an open mouth is closed
     return Portrait(rgb, model, where)
+
+
+def _fit_video_size(rgb: np.ndarray, max_size: int | None, where: str, log: Log) -> np.ndarray:
+    """Downscale to ``max_size``, and never above MAX_VIDEO_SIDE (saying so)."""
+    limit = min(max_size or MAX_VIDEO_SIDE, MAX_VIDEO_SIDE)
+    fitted = fit_max_size(rgb, limit)
+    if fitted.shape != rgb.shape and limit < (max_size or np.inf):
+        log(f"{where}: {rgb.shape[1]}x{rgb.shape[0]} is larger than the largest video "
+            f"({MAX_VIDEO_SIDE} px); downscaled to {fitted.shape[1]}x{fitted.shape[0]}")
+    return fitted
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:
@@ -162,7 +175,8 @@ def speak(image, output, audio=None, text: str | None = None, transcript: str | 
     from avatar.motion.io import write_motion
 
     output = Path(output)
-    check_output(output)
+    check_output(output, {"--image": image, "--audio": audio,
+                          "--checkpoint": (generator_options or {}).get("checkpoint")})
     generator = get_generator(method, **(generator_options or {}))  # fail early on a bad model
     timings = {}
     t0 = time.perf_counter()
@@ -184,8 +198,25 @@ def speak(image, output, audio=None, text: str | None = None, transcript: str | 
     return SpeakResult(output, motion, speech, features, n, timings)
 
 
-def check_output(output: Path) -> None:
+def check_output(output: Path, inputs: dict | None = None) -> None:
+    """Refuse an output path that cannot become an mp4, or that is one of ``inputs``
+    ({option: path}; arrays and None are skipped): the input would be overwritten."""
+    from avatar.video.writer import check_destination
+
+    for option, path in (inputs or {}).items():
+        if isinstance(path, (str, os.PathLike)) and _same_file(output, Path(path)):
+            raise AvatarError(f"the output would overwrite the input given as {option}", str(output),
+                              "write the video to another file")
     if output.suffix.lower() != ".mp4":
-        raise AvatarError("output must be an .mp4 file", str(output), "name it like out.mp4")
-    if not output.parent.exists():
-        raise AvatarError("output folder does not exist", str(output.parent), "create it first")
+        if output.is_dir():
+            check_destination(output)  # says it is a folder
+        raise AvatarError("the output must be an .mp4 file", str(output), "name it like out.mp4")
+    check_destination(output)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (links and relative paths included)."""
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:  # an unreadable path cannot be the same file as anything we write
+        return False

@@ -13,6 +13,7 @@ from avatar.audio.types import Audio
 from avatar.config import AUDIO
 from avatar.errors import AvatarError
 
+MAX_PREALLOCATED_SECONDS = 4 * 3600
 _SUPPORTED_HINT = "use a wav, mp3, flac, ogg, opus or m4a file (or a video with an audio track)"
 
 
@@ -24,8 +25,12 @@ def load_audio(path, sample_rate: int = AUDIO.sample_rate) -> Audio:
     Raises :class:`AvatarError` for a missing, unreadable, audio-less or empty file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise AvatarError("is a folder, not an audio file", where=str(path), hint=_SUPPORTED_HINT)
     if not path.is_file():
         raise AvatarError("audio file not found", where=str(path), hint="check the path")
+    if path.stat().st_size == 0:
+        raise AvatarError("the file is empty", where=str(path), hint=_SUPPORTED_HINT)
     try:
         with av.open(str(path)) as container:
             samples = _decode_first_audio_stream(container, path, sample_rate)
@@ -37,6 +42,11 @@ def load_audio(path, sample_rate: int = AUDIO.sample_rate) -> Audio:
         ) from error
     if samples.size == 0:
         raise AvatarError("the audio is empty (zero length)", where=str(path), hint=_SUPPORTED_HINT)
+    # A float64 sum is finite exactly when every sample is (no overflow from float32
+    # values), and needs no (N,) temporary as np.isfinite(samples).all() would.
+    if not np.isfinite(np.sum(samples, dtype=np.float64)):
+        raise AvatarError("the audio has invalid samples (NaN or infinite values)", where=str(path),
+                          hint="export it again, e.g. as a 16-bit PCM wav")
     return Audio(samples=samples, sample_rate=sample_rate)
 
 
@@ -48,19 +58,50 @@ def _decode_first_audio_stream(container, path: Path, sample_rate: int) -> np.nd
     # Keep the channel layout (None): libswresample's own downmix adds channels at -3 dB,
     # which can clip; averaging the channels ourselves cannot.
     resampler = av.AudioResampler(format="fltp", layout=None, rate=sample_rate)
-    chunks: list[np.ndarray] = []
+    samples = _Samples(_expected_samples(container, stream, sample_rate))
     for frame in container.decode(stream):
         frame.pts = None  # let the resampler ignore gaps/jitter in the source timestamps
-        chunks.extend(_frames_to_arrays(resampler.resample(frame)))
-    chunks.extend(_frames_to_arrays(resampler.resample(None)))  # flush buffered samples
-    if not chunks:
-        return np.zeros(0, dtype=np.float32)
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+        samples.extend(resampler.resample(frame))
+    samples.extend(resampler.resample(None))  # flush buffered samples
+    return samples.array()
 
 
-def _frames_to_arrays(frames) -> list[np.ndarray]:
-    """Planar float frames (channels, n) -> list of mono (n,) float32 arrays (channel mean)."""
-    return [frame.to_ndarray().mean(axis=0, dtype=np.float32) for frame in frames]
+def _expected_samples(container, stream, sample_rate: int) -> int:
+    """Samples at ``sample_rate`` the header announces (0 if it does not say)."""
+    if stream.duration is not None and stream.time_base is not None:
+        seconds = float(stream.duration * stream.time_base)
+    else:
+        seconds = (container.duration or 0) / av.time_base
+    # A damaged header may announce days: beyond a few hours the buffer grows as it fills.
+    return max(0, int(min(seconds, MAX_PREALLOCATED_SECONDS) * sample_rate))
+
+
+class _Samples:
+    """A mono float32 buffer filled frame by frame, allocated once from the announced
+    length: collecting frames and concatenating them would hold the track twice (an hour
+    at 44.1 kHz is 0.6 GB)."""
+
+    SLACK = 1.01  # headers round; a little room avoids a regrowth at the very end
+
+    def __init__(self, expected: int):
+        self._buffer = np.empty(int(expected * self.SLACK) + 1, np.float32)
+        self._size = 0
+
+    def extend(self, frames) -> None:
+        """Append planar float frames (channels, n) as their channel mean."""
+        for frame in frames:
+            planes = frame.to_ndarray()  # (channels, n)
+            end = self._size + planes.shape[1]
+            if end > len(self._buffer):  # the header said less: grow geometrically
+                self._buffer = np.resize(self._buffer, max(end, 2 * len(self._buffer)))
+            planes.mean(axis=0, dtype=np.float32, out=self._buffer[self._size:end])
+            self._size = end
+
+    def array(self) -> np.ndarray:
+        """The samples; copied only when much of the buffer went unused."""
+        if self._size < 0.9 * len(self._buffer):
+            return self._buffer[: self._size].copy()
+        return self._buffer[: self._size]
 
 
 def resample(audio: Audio, sample_rate: int) -> Audio:

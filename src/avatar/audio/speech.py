@@ -72,7 +72,8 @@ def _check_arguments(audio_path, text, transcript, fps) -> None:
 def _speech_from_file(path: Path, transcript: str | None, fps: float) -> tuple[Speech, Audio, np.ndarray]:
     """Decode ``path``, time its phones; returns (speech, 16 kHz audio, vad (T,))."""
     audio = load_audio(path, VIDEO.audio_sample_rate)
-    if float(np.max(np.abs(audio.samples))) < DIGITAL_SILENCE:
+    peak = max(float(audio.samples.max()), -float(audio.samples.min()))  # no (N,) |x| temporary
+    if peak < DIGITAL_SILENCE:
         raise AvatarError(
             "the audio contains no speech (it is digitally silent)",
             where=str(path),

@@ -42,6 +42,9 @@ NOISE_CHANNELS = 192  # widest noise tensor in the model (the flow's latent chan
 NOISE_MAX_STEPS = 8192  # frames (or phoneme tokens) the fixed noise covers
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _EMPTY_TEXT_HINT = 'pass the words to speak, e.g. --text "Hello there"'
+# The voices speak English: a text without a Latin letter or a digit (only emoji, or only
+# Chinese, which espeak reads out as "Chinese letter" per character) has nothing to say.
+_READABLE = re.compile(r"[0-9A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f]")
 
 
 def synthesize(text: str, engine: str = "auto") -> Speech:
@@ -52,6 +55,9 @@ def synthesize(text: str, engine: str = "auto") -> Speech:
     """
     if not text or not text.strip():
         raise AvatarError("text is empty", "--text", hint=_EMPTY_TEXT_HINT)
+    if not _READABLE.search(text):
+        raise AvatarError("the text has no words the voice can read (it speaks English: Latin letters, digits)",
+                          "--text", hint="give English text, or record the speech and use --audio")
     if engine not in ENGINES:
         raise AvatarError(f"unknown TTS engine {engine!r}", "--tts", hint=f"use one of {', '.join(ENGINES)}")
     text = text.strip()

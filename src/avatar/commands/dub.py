@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from avatar.commands import add_quiet_and_debug, stderr_log
+from avatar.commands import add_quiet_and_debug, seed, stderr_log
 from avatar.generators import registry
 
 
@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
     p.add_argument("--avatar", metavar="NAME", help="the person's enrolled avatar (avatar enroll): speech longer "
                                                     "than the video continues from its motion graph instead of "
                                                     "playing the video forward and back")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     add_quiet_and_debug(p)
 
 

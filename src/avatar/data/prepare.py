@@ -43,7 +43,7 @@ from avatar.data.track import (MAX_FACES, TrackedVideo, choose_reference, fill_g
 from avatar.errors import AvatarError
 from avatar.face.model import FaceModel
 from avatar.face.tracker import FaceObservation, FaceTracker
-from avatar.video.reader import VideoInfo, iter_frames, probe, read_audio_track
+from avatar.video.reader import VideoInfo, check_moving, iter_frames, probe, read_audio_track
 
 Log = Callable[[str], None]
 
@@ -242,6 +242,7 @@ def prepare_video(path, options: Options) -> tuple[list[Clip], str | None]:
     """
     path = Path(path).resolve()
     info = probe(path)
+    check_moving(info, path)  # a photo opens as a video of one frame
     audio = _speech_track(path, info)
     tracked = _track_video(path, info, options)
     if tracked.num_frames == 0:

@@ -102,7 +102,8 @@ def read_spec(path: str | os.PathLike) -> dict[str, Any]:
         raise AvatarError(f"not a readable safetensors file ({e})", str(path),
                           "the file is corrupt or truncated; re-download or re-train it") from None
     if metadata.get("format") != FORMAT:
-        raise AvatarError("not an avatar diffusion checkpoint (no model spec in its metadata)", str(path))
+        raise AvatarError("not an avatar diffusion checkpoint (no model spec in its metadata)", str(path),
+                          "give a checkpoint written by avatar train")
     if not metadata.get("version", "").isdigit() or int(metadata["version"]) > FORMAT_VERSION:
         raise AvatarError(f"checkpoint format version {metadata.get('version')!r} is not readable "
                           f"by this avatar (reads up to {FORMAT_VERSION})", str(path), "upgrade avatar")
@@ -110,7 +111,7 @@ def read_spec(path: str | os.PathLike) -> dict[str, Any]:
         spec = json.loads(metadata["spec"])
         extra = json.loads(metadata.get("extra", "{}"))
     except (KeyError, json.JSONDecodeError) as e:
-        raise AvatarError(f"checkpoint metadata is damaged ({e})", str(path)) from None
+        raise AvatarError(f"checkpoint metadata is damaged ({e})", str(path), "train the model again") from None
     return {**spec, "extra": extra}
 
 

@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -202,8 +203,16 @@ def load_bundle(name_or_path: str | os.PathLike) -> Bundle:
     if not meta_path.is_file():
         raise AvatarError("no enrolled avatar found", str(folder),
                           f"enroll one first: avatar enroll VIDEO --name {Path(str(name_or_path)).name}")
+    try:
+        return _read_bundle(folder, meta_path)
+    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:  # missing, truncated, foreign
+        raise AvatarError(f"the avatar bundle is damaged ({e.__class__.__name__}: {e})", str(folder),
+                          "enroll the video again (avatar enroll VIDEO --name NAME --force)") from None
+
+
+def _read_bundle(folder: Path, meta_path: Path) -> Bundle:
     meta = json.loads(meta_path.read_text())
-    if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
         raise AvatarError(f"not an avatar bundle of version {FORMAT_VERSION}", str(folder),
                           "enroll the video again with this version of avatar")
     with np.load(folder / TRACK) as track, np.load(folder / GRAPH) as graph, \

@@ -22,7 +22,7 @@ from avatar.config import AUDIO
 from avatar.errors import AvatarError
 from avatar.gesture import bundle as bundle_io
 from avatar.gesture.bundle import Bundle, BundleWriter, EnrollReport
-from avatar.video.reader import VideoInfo, iter_frames, probe, read_audio_track
+from avatar.video.reader import VideoInfo, check_moving, iter_frames, probe, read_audio_track
 
 Log = Callable[[str], None]
 
@@ -65,7 +65,7 @@ def enroll(video, options: EnrollOptions, log: Log = _silent) -> Bundle:
         body = _track(path, info, writer, options, report)
         report.seconds["track"] = time.perf_counter() - start
         features, phones = _timed(report, "audio", lambda: _analyse_audio(path, info, body, options))
-        graph = _timed(report, "graph", lambda: _motion_graph(body, report, log))
+        graph = _timed(report, "graph", lambda: _motion_graph(body, report, log, str(path)))
         model, low, high = _timed(report, "aumoclip",
                                   lambda: _embedding(body, features, phones, writer, options, report, log))
         bundle = Bundle(folder, options.name, str(path.resolve()), body.fps, body.size, body, features,
@@ -85,6 +85,7 @@ def _timed(report: EnrollReport, stage: str, run):
 
 
 def _check_video(path: Path, info: VideoInfo, log: Log) -> None:
+    check_moving(info, path)
     if not info.has_audio:
         raise AvatarError("the video has no audio track", str(path),
                           "enrolment learns how the person moves while speaking: use a video with sound")
@@ -161,7 +162,7 @@ def _analyse_audio(path: Path, info: VideoInfo, body: BodyTrack,
 
 
 # -- motion graph ---------------------------------------------------------------------------
-def _motion_graph(body: BodyTrack, report: EnrollReport, log: Log):
+def _motion_graph(body: BodyTrack, report: EnrollReport, log: Log, where: str):
     """The pruned motion graph (TANGO §3.1, Algorithm 1) with before/after statistics."""
     from avatar.body.joints import joint_features, joint_positions
     from avatar.gesture.graph import balanced_distance, node_distances, node_starts
@@ -175,7 +176,7 @@ def _motion_graph(body: BodyTrack, report: EnrollReport, log: Log):
     # Each term divided by its typical natural-step size: raw d_iou (hand boxes barely
     # overlap between moving hands) would otherwise decide almost every edge alone.
     distances = balanced_distance(d_pose, d_iou, starts, seg)
-    raw, pruned, scale = _pruned_graph(distances, starts, seg)
+    raw, pruned, scale = _pruned_graph(distances, starts, seg, where)
     if scale != 1.0:
         report.warnings.append(f"little varied motion: transition thresholds raised x{scale:g}")
         log(f"warning: {report.warnings[-1]}")
@@ -192,7 +193,7 @@ def _motion_graph(body: BodyTrack, report: EnrollReport, log: Log):
     return pruned
 
 
-def _pruned_graph(distances: np.ndarray, starts: np.ndarray, segment: np.ndarray):
+def _pruned_graph(distances: np.ndarray, starts: np.ndarray, segment: np.ndarray, where: str):
     """(raw graph, pruned graph, threshold scale): the paper's thresholds unless pruning
     would then keep less than MIN_KEPT_SHARE of the nodes (a video with little motion)."""
     from avatar.gesture.graph import build_graph
@@ -210,7 +211,7 @@ def _pruned_graph(distances: np.ndarray, starts: np.ndarray, segment: np.ndarray
         if pruned.num_nodes >= MIN_KEPT_SHARE * raw.num_nodes:
             break
     if best is None or best[1].num_nodes < MIN_NODES:
-        raise AvatarError("the video has too little varied motion to build a motion graph", None,
+        raise AvatarError("the video has too little varied motion to build a motion graph", where,
                           "enroll a longer video of the person talking and gesturing")
     return best
 

@@ -192,7 +192,7 @@ def speak_avatar(avatar, output, audio=None, text: str | None = None, transcript
     from avatar.pipeline import check_output
 
     output = Path(output)
-    check_output(output)
+    check_output(output, {"--audio": audio, "--checkpoint": checkpoint})
     generator = get_generator(lips, **({"checkpoint": checkpoint} if checkpoint else {}))
     clock = _Clock()
     bundle = load_bundle(avatar)

@@ -34,7 +34,7 @@ class LiveFrame:
     """One frame of the live stream with the audio that plays during it."""
 
     index: int  # frame number since the session started
-    image: np.ndarray  # (H, W, 3) uint8 RGB
+    image: np.ndarray | None  # (H, W, 3) uint8 RGB; None if the caller skipped rendering
     audio: np.ndarray  # (samples_per_frame,) float32 at LiveConfig.audio_rate
     utterance: int | None  # which utterance this frame speaks, None while idle
     # (kind, utterance, message): kind "started" | "finished" | "interrupted" | "error"
@@ -60,7 +60,7 @@ class LiveSession:
 
     def __init__(self, portrait: Portrait, controls: Controls = Controls(), seed: int = 0,
                  method: str = "rules", fps: float = VIDEO.fps, config: LiveConfig = LIVE,
-                 generator_options: dict | None = None):
+                 generator_options: dict | None = None, generator=None):
         from avatar.render.warp import WarpRenderer
 
         self.portrait = portrait
@@ -73,7 +73,8 @@ class LiveSession:
         if abs(self.samples_per_frame * self.fps - config.audio_rate) > 1e-6:
             raise AvatarError(f"fps {fps:g} does not divide the live audio rate {config.audio_rate}",
                               "fps", "use 25, 30, 24, 40, 50 or 60")
-        self._generator = get_generator(method, **(generator_options or {}))
+        # A server passes one shared generator instance: models load once, not per session.
+        self._generator = generator or get_generator(method, **(generator_options or {}))
         self._idle_generator = get_generator("rules")  # idle motion is cheap and never stalls a frame
         self._renderer = WarpRenderer(portrait.image, portrait.face)
         self._lock = threading.Lock()
@@ -168,13 +169,15 @@ class LiveSession:
             self._timeline.restart_idle()
 
     # -- output -------------------------------------------------------------------------
-    def next_frame(self) -> LiveFrame:
+    def next_frame(self, render: bool = True) -> LiveFrame:
+        """The next frame; ``render=False`` advances the clock (audio, events) without the
+        image, for a caller that is late and drops frames evenly rather than stalling."""
         with self._lock:
             emitted = self._timeline.next()
             events = self._pending_events + [(kind, uid, "") for kind, uid in emitted.events]
             self._pending_events = []
             self._keep(emitted, events)
-        image = self._renderer.render(emitted.motion)
+        image = self._renderer.render(emitted.motion) if render else None
         return LiveFrame(emitted.index, image, emitted.audio, emitted.utterance, events)
 
     def last_utterance(self) -> tuple[MotionSeq, Audio] | None:

@@ -127,6 +127,14 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         )
 
 
+def check_moving(info: VideoInfo, path: str | os.PathLike) -> None:
+    """AvatarError unless the video has at least two frames: FFmpeg opens a photo (JPEG,
+    PNG, ...) as a video of one frame, which has no motion to track or dub."""
+    if info.num_frames < 2:
+        what = "the video has no frames" if info.num_frames < 1 else "is a photo (one frame), not a video"
+        raise AvatarError(what, str(path), "give a video of the person talking (for a photo: avatar speak --image)")
+
+
 def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
     """Yield the frames of the first video stream as (H, W, 3) uint8 RGB, one at a time.
 

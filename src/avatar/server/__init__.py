@@ -1,0 +1,1 @@
+"""``avatar serve``: the live web server (page, WebSocket and WebRTC) over avatar.live."""
