@@ -11,7 +11,7 @@ import pytest
 from avatar.live.audio_stream import StreamedMouth
 from avatar.live.session import LiveSession
 from avatar.live.timeline import Chunk, Timeline
-from avatar.motion.types import MotionSeq
+from avatar.motion.types import ACTION_INDEX, MotionSeq
 from avatar.pipeline import load_portrait
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -136,3 +136,20 @@ def test_session_streams_audio_and_rejects_bad_input(session):
     spoken = [f for f in frames if f.utterance == uid]
     assert len(spoken) == 25
     assert any(kind == "finished" for f in frames for kind, _, _ in f.events)
+
+
+def test_an_underrun_inside_streamed_speech_holds_the_mouth_without_new_events():
+    timeline = Timeline(lambda first, count: MotionSeq.neutral(count, FPS), block_frames=50,
+                        samples_per_frame=960, ramp_frames=2)
+    part = MotionSeq.neutral(5, FPS)
+    part.set_action("jawOpen", np.full(5, 0.4))
+    timeline.push(Chunk(4, part, np.ones(5 * 960, np.float32), overlay=("jawOpen",)))
+    frames = [timeline.next() for _ in range(8)]  # 3 frames with no audio yet
+    timeline.push(Chunk(4, part, np.ones(5 * 960, np.float32), overlay=("jawOpen",), last=True))
+    frames += [timeline.next() for _ in range(7)]
+    events = [e for f in frames for e in f.events]
+    assert events == [("started", 4), ("finished", 4)]
+    late = frames[5:8]
+    assert all(f.utterance == 4 and not f.audio.any() for f in late)  # silent, still the utterance
+    jaw = np.array([f.motion.actions[ACTION_INDEX["jawOpen"]] for f in frames[:13]])
+    np.testing.assert_allclose(jaw[2:13], 0.4, atol=1e-6)  # held through the gap

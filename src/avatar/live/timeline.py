@@ -100,6 +100,7 @@ class Timeline:
         self._source: object = None  # identity of the current source, for easing
         self._shown: MotionFrame | None = None
         self._speaking: int | None = None  # utterance currently being played
+        self._held: tuple[MotionFrame, tuple[str, ...]] | None = None  # last streamed mouth, for underruns
         self.index = 0
 
     # -- feeding ------------------------------------------------------------------------
@@ -116,7 +117,7 @@ class Timeline:
         if interrupted is None and self._queue:
             interrupted = self._queue[0].utterance
         self._queue.clear()
-        self._playing, self._pos, self._speaking = None, 0, None
+        self._playing, self._pos, self._speaking, self._held = None, 0, None, None
         return interrupted
 
     def restart_idle(self) -> None:
@@ -142,8 +143,14 @@ class Timeline:
         chunk = self._playing
         if chunk is None:
             frame, source, audio = idle, ("idle", self._idle_start), np.zeros(self._spf, np.float32)
+            if self._speaking is not None and self._held is not None:
+                # An underrun inside an utterance (its next audio or sentence is late): the
+                # utterance goes on, silent, with the mouth held, rather than flicking to
+                # idle and back with spurious finished/started events.
+                frame = _overlay(idle, *self._held)
         else:
             frame = chunk.motion[self._pos]
+            self._held = (frame, chunk.overlay) if chunk.overlay else None
             if chunk.overlay:
                 frame = _overlay(idle, frame, chunk.overlay)
                 source = ("idle", self._idle_start)
@@ -156,7 +163,7 @@ class Timeline:
             self._source = source
         shown = self._easing.apply(frame)
         self._shown = shown
-        utterance = None if chunk is None else chunk.utterance
+        utterance = self._speaking if chunk is None else chunk.utterance
         out = Emitted(self.index, shown, audio, utterance, events)
         self.index += 1
         return out
