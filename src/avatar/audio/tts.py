@@ -96,6 +96,9 @@ def _piper_voice():
     fix_noise(model)
     options = onnxruntime.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Without the arena, memory is given back after each sentence. With it, a long-running
+    # server kept the peak of its longest sentence (+230 MB over 10 min of `avatar serve`).
+    options.enable_cpu_mem_arena = False
     session = onnxruntime.InferenceSession(
         model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
     )
