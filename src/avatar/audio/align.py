@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from avatar.audio.io import resample
+from avatar.audio.io import resample, to_pcm16
 from avatar.audio.phonemes import SILENCE, grapheme_to_arpabet, text_words
 from avatar.audio.types import Audio, Phone, Word
 from avatar.audio.vad import SPEECH_THRESHOLD, voice_activity
@@ -19,7 +19,6 @@ _LOG = logging.getLogger(__name__)
 
 DECODER_RATE = 16000  # the en-us acoustic model's sample rate
 FRAMES_PER_SECOND = 100  # pocketsphinx's default frame rate (-frate)
-_INT16_MAX = 32767
 # Forced alignment keeps (almost) every hypothesis alive: the word sequence is fixed, so
 # there is nothing to prune, and narrow beams lose the path on fast or noisy speech.
 _WIDE_BEAM = 1e-200
@@ -111,7 +110,7 @@ class Aligner:
         if not words:  # nothing said here
             return [Phone(SILENCE, 0.0, chunk.duration)], []
         decoder = self._aligner()
-        pcm = _to_pcm16(chunk)
+        pcm = to_pcm16(chunk.samples)  # what pocketsphinx reads
         try:
             decoder.set_align_text(" ".join(words))
             _decode(decoder, pcm)
@@ -141,7 +140,7 @@ class Aligner:
         decoder = self._recognizer()
         phones: list[Phone] = []
         for start, end in speech_segments(audio16):
-            pcm = _to_pcm16(Audio(audio16.samples[start:end], DECODER_RATE))
+            pcm = to_pcm16(audio16.samples[start:end])
             _decode(decoder, pcm)
             offset = start / DECODER_RATE
             phones.extend(
@@ -242,11 +241,6 @@ def _decode(decoder, pcm: bytes) -> None:
     decoder.start_utt()
     decoder.process_raw(pcm, full_utt=True)
     decoder.end_utt()
-
-
-def _to_pcm16(audio16: Audio) -> bytes:
-    """Float samples -> 16-bit little-endian PCM bytes (what pocketsphinx reads)."""
-    return (np.clip(audio16.samples, -1.0, 1.0) * _INT16_MAX).astype("<i2").tobytes()
 
 
 def _shift_phone(phone: Phone, offset: float) -> Phone:

@@ -14,6 +14,7 @@ from avatar.config import AUDIO
 from avatar.errors import AvatarError
 
 MAX_PREALLOCATED_SECONDS = 4 * 3600
+PCM16_MAX = 32767  # float 1.0 as 16-bit PCM
 _SUPPORTED_HINT = "use a wav, mp3, flac, ogg, opus or m4a file (or a video with an audio track)"
 
 
@@ -111,6 +112,11 @@ def resample(audio: Audio, sample_rate: int) -> Audio:
     # soxr directly: librosa.resample is the same code but costs ~2 s of lazy imports.
     samples = soxr.resample(audio.samples, audio.sample_rate, sample_rate, quality="HQ")
     return Audio(samples=samples.astype(np.float32, copy=False), sample_rate=sample_rate)
+
+
+def to_pcm16(samples: np.ndarray) -> bytes:
+    """(N,) float samples in [-1, 1] -> 16-bit little-endian PCM bytes (clipped)."""
+    return (np.clip(samples, -1.0, 1.0) * PCM16_MAX).astype("<i2").tobytes()
 
 
 def save_wav(audio: Audio, path) -> None:

@@ -33,6 +33,7 @@ from typing import Iterator
 
 import numpy as np
 
+from avatar.audio.io import to_pcm16
 from avatar.errors import AvatarError
 from avatar.live.protocol import WireFrame, unpack_frame
 
@@ -113,9 +114,7 @@ class LiveClient:
             data = bytes(samples)
         else:
             samples = np.asarray(samples)
-            if samples.dtype != np.int16:
-                samples = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
-            data = samples.astype("<i2").tobytes()
+            data = samples.astype("<i2").tobytes() if samples.dtype == np.int16 else to_pcm16(samples)
         self._ws.send(data)
 
     def end_segment(self) -> None:

@@ -30,6 +30,7 @@ from avatar.errors import AvatarError
 from avatar.generators.base import EMOTIONS
 from avatar.server.responses import error_response, invalid_request
 from avatar.server.sessions import NotFound, SessionManager, SessionOptions, TooLarge
+from avatar.server.stream import session_fields
 
 log = logging.getLogger("avatar.server")
 SWEEP_SECONDS = 2.0  # how often idle sessions are looked for
@@ -70,10 +71,7 @@ async def open_session(request: Request, photo: UploadFile | None = File(None),
                              head_distance)
     loop = asyncio.get_running_loop()
     session = await loop.run_in_executor(request.app.state.executor, manager.create, data, options)
-    live = session.live
-    h, w = live.portrait.image.shape[:2]
-    return {"id": session.id, "width": w, "height": h, "fps": live.fps, "audio_rate": live.config.audio_rate,
-            "motion": options.motion, "stream": f"/api/sessions/{session.id}/stream"}
+    return {"id": session.id, **session_fields(session), "stream": f"/api/sessions/{session.id}/stream"}
 
 
 @api.delete("/sessions/{session_id}")

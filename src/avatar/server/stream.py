@@ -15,15 +15,23 @@ from typing import AsyncIterator
 import cv2
 import numpy as np
 
-from avatar.live.protocol import FLAG_DROPPED, FLAG_SPEAKING, WireFrame
+from avatar.audio.io import to_pcm16
+from avatar.live.protocol import FLAG_DROPPED, FLAG_SPEAKING, WireFrame, status
 from avatar.live.session import LiveFrame, LiveSession
+from avatar.server.sessions import ServerSession
 
-PCM_SCALE = 32767.0  # float [-1, 1] -> int16
+def session_fields(session: ServerSession) -> dict:
+    """What a client needs to play a session (the POST reply and the ``session`` message)."""
+    live = session.live
+    h, w = live.portrait.image.shape[:2]
+    return {"width": w, "height": h, "fps": live.fps, "audio_rate": live.config.audio_rate,
+            "motion": session.options.motion}
 
 
-def pcm16(audio: np.ndarray) -> bytes:
-    """(N,) float32 in [-1, 1] -> int16 little-endian bytes."""
-    return (np.clip(audio, -1.0, 1.0) * PCM_SCALE).astype("<i2").tobytes()
+def event_messages(frame: LiveFrame) -> list[str]:
+    """The frame's playback events as ``event`` messages (sent just before the frame)."""
+    return [status("event", event=kind, utterance=uid, frame=frame.index, **({"message": text} if text else {}))
+            for kind, uid, text in frame.events]
 
 
 def jpeg(image: np.ndarray, quality: int) -> bytes:
@@ -37,7 +45,7 @@ def jpeg(image: np.ndarray, quality: int) -> bytes:
 def to_wire(frame: LiveFrame, quality: int) -> WireFrame:
     flags = (FLAG_SPEAKING if frame.speaking else 0) | (FLAG_DROPPED if frame.image is None else 0)
     image = jpeg(frame.image, quality) if frame.image is not None else b""
-    return WireFrame(frame.index, frame.utterance or 0, flags, pcm16(frame.audio), image)
+    return WireFrame(frame.index, frame.utterance or 0, flags, to_pcm16(frame.audio), image)
 
 
 class FramePump:
@@ -46,8 +54,6 @@ class FramePump:
     def __init__(self, live: LiveSession, executor: Executor | None = None):
         self.live = live
         self.executor = executor
-        self.frames_sent = 0
-        self.frames_dropped = 0
 
     async def frames(self) -> AsyncIterator[LiveFrame]:
         loop = asyncio.get_running_loop()
@@ -61,7 +67,5 @@ class FramePump:
                 await asyncio.sleep(wait)
             render = loop.time() - due <= period  # more than a frame late: drop this image
             frame = await loop.run_in_executor(self.executor, self.live.next_frame, render)
-            self.frames_sent += 1
-            self.frames_dropped += not render
             yield frame
             n += 1

@@ -27,7 +27,8 @@ from avatar.live.protocol import AudioEnd, AudioStart, message_id, parse_client_
 from avatar.live.session import LiveFrame
 from avatar.server.responses import error_response
 from avatar.server.sessions import ServerSession, SessionManager
-from avatar.server.stream import FramePump, pcm16
+from avatar.audio.io import to_pcm16
+from avatar.server.stream import FramePump, event_messages, session_fields
 from avatar.server.ws import apply_message
 
 router = APIRouter()
@@ -82,7 +83,7 @@ def video_frame(image: np.ndarray, index: int, fps: float) -> av.VideoFrame:
 
 
 def audio_frame(audio: np.ndarray, index: int, rate: int) -> av.AudioFrame:
-    samples = np.frombuffer(pcm16(audio), "<i2").reshape(1, -1)
+    samples = np.frombuffer(to_pcm16(audio), "<i2").reshape(1, -1)
     frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
     frame.sample_rate = rate
     frame.pts = index * samples.shape[1]
@@ -166,9 +167,8 @@ class _Peer:
         except asyncio.TimeoutError:
             return await self.close(f"the peer did not connect in {CONNECT_SECONDS:g} s")
         async for frame in FramePump(self.session.live, self.app.state.executor).frames():
-            for kind, uid, text in frame.events:
-                fields = {"message": text} if text else {}
-                self._send(status("event", event=kind, utterance=uid, frame=frame.index, **fields))
+            for message in event_messages(frame):
+                self._send(message)
             self._feed(frame)
         await self.end(self.session.close_reason or "session closed")  # idle, DELETE or shutdown
 
@@ -194,10 +194,7 @@ class _Peer:
         self.channel = channel
         channel.on("message", self._on_message)
         channel.on("close", self._on_channel_close)
-        live = self.session.live
-        h, w = live.portrait.image.shape[:2]
-        self._send(status("session", session=self.session.id, fps=live.fps, audio_rate=live.config.audio_rate,
-                          width=w, height=h, motion=self.session.options.motion))
+        self._send(status("session", session=self.session.id, **session_fields(self.session)))
 
     async def _on_channel_close(self) -> None:
         await self.close("the control channel closed")

@@ -20,7 +20,7 @@ from avatar.errors import AvatarError
 from avatar.live.protocol import (AudioEnd, AudioStart, ControlsMessage, Interrupt, TextMessage,
                                   message_id, pack_frame, parse_client_message, status)
 from avatar.server.sessions import ServerSession, SessionManager
-from avatar.server.stream import FramePump, to_wire
+from avatar.server.stream import FramePump, event_messages, session_fields, to_wire
 
 router = APIRouter()
 log = logging.getLogger("avatar.server")
@@ -91,9 +91,8 @@ async def _send(ws: WebSocket, session: ServerSession, quality: int, executor: E
     loop = asyncio.get_running_loop()
     pump = FramePump(session.live, executor)
     async for frame in pump.frames():
-        for kind, uid, text in frame.events:
-            fields = {"message": text} if text else {}
-            await ws.send_text(status("event", event=kind, utterance=uid, frame=frame.index, **fields))
+        for message in event_messages(frame):
+            await ws.send_text(message)
         wire = await loop.run_in_executor(executor, to_wire, frame, quality)
         await ws.send_bytes(pack_frame(wire))
     return "session closed"
@@ -115,10 +114,7 @@ async def stream(ws: WebSocket, session_id: str):
         await ws.close(CLOSE_POLICY)
         return
     session.streaming = True
-    live = session.live
-    h, w = live.portrait.image.shape[:2]
-    await ws.send_text(status("session", session=session.id, fps=live.fps, audio_rate=live.config.audio_rate,
-                              width=w, height=h, motion=session.options.motion))
+    await ws.send_text(status("session", session=session.id, **session_fields(session)))
     config = manager.config
     tasks = [asyncio.create_task(_receive(ws, session, config.max_message_bytes, ws.app.state.executor)),
              asyncio.create_task(_send(ws, session, config.jpeg_quality, ws.app.state.executor))]
