@@ -203,6 +203,22 @@ def test_cli_prepare(dataset, videos, capsys):
     assert err.startswith("avatar: error:") and "--val-fraction" in err and len(err.splitlines()) == 1
 
 
+def test_prepare_on_worker_processes_gives_the_same_dataset(dataset, videos, tmp_path):
+    from avatar.batch.pool import LocalPool
+
+    out, report, _ = dataset
+    names = ["talk", "garbage", "cut", "long_cut"]
+    parallel = prepare_videos([videos[n] for n in names], tmp_path, progress=False, log=lambda _: None,
+                              pool=LocalPool(2, threads=1))
+    assert [v.name for v in parallel.videos] == names  # input order, whatever order they finished in
+    sequential = {v.name: v for v in report.videos}
+    assert [(v.status, v.code, v.clips) for v in parallel.videos] == [
+        (sequential[n].status, sequential[n].code, sequential[n].clips) for n in names]
+    for name in ("talk", "long_cut_shot1"):
+        a, b = load_clip(clip_path(out, name)), load_clip(clip_path(tmp_path, name))
+        np.testing.assert_allclose(a.motion.actions, b.motion.actions, atol=1e-5)
+
+
 # -- building blocks --------------------------------------------------------------------
 def test_frames_are_resampled_by_centre_time():
     repeats = [n for _, n in resample_frames(range(30), 30.0, 25.0)]

@@ -1,4 +1,4 @@
-"""Command line: ``avatar speak``, ``avatar demo``.
+"""Command line: ``avatar COMMAND``; the bigger subcommands live in avatar.commands.
 
 Errors are one line on stderr (what, which file, what to do) with a non-zero exit code;
 ``--debug`` adds the traceback and native library logs.
@@ -9,34 +9,24 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import math
 import os
 import sys
+from contextlib import closing, nullcontext
 from pathlib import Path
 
 from avatar import __version__
+from avatar.commands import batch as batch_command
 from avatar.commands import dub as dub_command
+from avatar.commands import speak as speak_command
 from avatar.commands import serve as serve_command
-from avatar.commands import add_quiet_and_debug, number, seed, stderr_log as _log
-from avatar.config import VIDEO
+from avatar.commands import FPS_RANGE, add_quiet_and_debug, number, seed, stderr_log as _log
 from avatar.errors import AvatarError
 from avatar.generators import registry
-from avatar.generators.base import EMOTIONS
-from avatar.image import MAX_VIDEO_SIDE, MIN_SIDE, bundled_portrait
 from avatar.native import VERBOSE_ENV, native_logs_hidden
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130
-DEMO_TEXT = ("Hello! I am a talking portrait made by avatar. I run offline on an ordinary "
-             "computer, and my lips, my eyes and my head all follow the speech.")
-DEMO_OUTPUT = "avatar_demo.mp4"
-GAZE_NAMES = {"camera": (0.0, 0.0), "left": (-15.0, 0.0), "right": (15.0, 0.0),
-              "up": (0.0, 12.0), "down": (0.0, -12.0)}
-MAX_GAZE_DEGREES = 45.0  # further, the iris would leave the eye
-# Frame rates offered: below 1 fps there is no lip motion to see; above 120 players drop
-# frames (and the rendering time grows for nothing).
-MIN_FPS, MAX_FPS = 1.0, 120.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,50 +37,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"avatar: error: {message} - see '{self.prog} --help'\n")
 
 
-def _gaze(value: str) -> tuple[float, float]:
-    """'camera', 'left', ... or 'X,Y' in degrees (x to the image's right, y up)."""
-    if value in GAZE_NAMES:
-        return GAZE_NAMES[value]
-    try:
-        x, y = (float(v) for v in value.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected X,Y in degrees (e.g. 10,-5) or one of {', '.join(GAZE_NAMES)}, got {value!r}") from None
-    if not all(math.isfinite(v) and abs(v) <= MAX_GAZE_DEGREES for v in (x, y)):
-        raise argparse.ArgumentTypeError(f"X and Y must be within -{MAX_GAZE_DEGREES:g}..{MAX_GAZE_DEGREES:g} "
-                                         f"degrees, got {value!r}")
-    return x, y
-
-
 def _positive(kind):
     return number(kind, positive=True)
-
-
-def _add_common(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("motion")
-    g.add_argument("--seed", type=seed, default=0, help="random seed; the same seed gives the same video (default 0)")
-    g.add_argument("--motion", default="rules", metavar="NAME", help="motion generator (default: rules): " + "; ".join(
-                       f"{n}: {e.summary}" for n, e in registry.GENERATORS.items()))
-    g.add_argument("--checkpoint", metavar="CKPT", help="trained model of a learned generator (" + ", ".join(
-                       n for n, e in registry.GENERATORS.items() if e.needs_checkpoint) + ")")
-    g.add_argument("--emotion", choices=sorted(EMOTIONS), help="named emotion preset")
-    g.add_argument("--valence", type=number(float, -1, 1), metavar="V", help="-1 (negative) .. 1 (positive); overrides the preset")
-    g.add_argument("--arousal", type=number(float, -1, 1), metavar="A", help="-1 (calm) .. 1 (excited); overrides the preset")
-    g.add_argument("--head-motion", type=number(float, 0), default=1.0, metavar="X", help="head-motion amplitude, 0 = still (default 1)")
-    g.add_argument("--gaze", type=_gaze, default=(0.0, 0.0), metavar="DIR",
-                   help="main gaze direction: camera, left, right, up, down, or X,Y degrees (default camera)")
-    g.add_argument("--head-distance", type=_positive(float), default=1.0, metavar="S",
-                   help="head scale; >1 brings the head closer (default 1)")
-    o = p.add_argument_group("output")
-    o.add_argument("--fps", type=number(float, MIN_FPS, MAX_FPS), default=VIDEO.fps,
-                   help=f"frames per second, {MIN_FPS:g} to {MAX_FPS:g} (default {VIDEO.fps:g})")
-    o.add_argument("--max-size", type=number(int, MIN_SIDE), metavar="PX",
-                   help=f"downscale so the longest side is at most PX (default: keep the photo's size, "
-                        f"up to {MAX_VIDEO_SIDE} px)")
-    o.add_argument("--export-motion", metavar="FILE", help="also save the motion: .npz (native), .csv or .json curves for 3D tools")
-    o.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help="show tracebacks and native logs on errors")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,27 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"avatar {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and native logs on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    sp = sub.add_parser("speak", help="make a video of a photo (or an enrolled avatar) saying some speech",
-                        description="Make a video of the person in a photo saying the given speech, or "
-                                    "(--avatar) a video of an enrolled person, made of their own frames, "
-                                    "whose gestures follow the speech.")
-    who = sp.add_mutually_exclusive_group(required=True)
-    who.add_argument("--image", metavar="PHOTO", help="portrait photo (JPEG, PNG, WebP; any size)")
-    who.add_argument("--avatar", metavar="NAME", help="an avatar made by `avatar enroll` (name or folder): "
-                                                      "the video is made of the person's own frames")
-    src = sp.add_mutually_exclusive_group(required=True)
-    src.add_argument("--audio", metavar="FILE", help="speech audio (wav, mp3, flac, ogg, m4a, ...)")
-    src.add_argument("--text", help="text to speak with the built-in offline voice")
-    sp.add_argument("--transcript", metavar="TEXT", help="the words of --audio, for exact lip timing")
-    sp.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="video to write")
-    _add_common(sp)
-
-    dp = sub.add_parser("demo", help="the bundled portrait speaking a bundled sentence",
-                        description="Write a demo video: the bundled portrait saying a built-in sentence.")
-    dp.add_argument("-o", "--output", default=DEMO_OUTPUT, metavar="OUT.mp4", help=f"default {DEMO_OUTPUT}")
-    _add_common(dp)
-
+    speak_command.add_parser(sub)
+    speak_command.add_demo_parser(sub)
     pp = sub.add_parser("prepare", help="track talking-face videos into a dataset for learning motion",
                         description="Track each video (face mesh fitted into the motion space, audio "
                                     "features, phones, voice activity) into one clip file per shot in "
@@ -134,13 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("videos", nargs="+", metavar="VIDEO", help="talking-face videos (mp4, mov, mkv, ...)")
     pp.add_argument("-o", "--output", required=True, metavar="DATASET", help="dataset folder (created if needed)")
     pp.add_argument("--force", action="store_true", help="prepare again videos that are already in the dataset")
-    pp.add_argument("--fps", type=number(float, MIN_FPS, MAX_FPS), help="frame rate of the clips (default: each video's own)")
+    pp.add_argument("--fps", type=number(float, *FPS_RANGE), help="frame rate of the clips (default: each video's own)")
     pp.add_argument("--val-fraction", type=float, default=0.15, metavar="F",
                     help="share of each clip held out for validation (default 0.15)")
     pp.add_argument("--body", choices=("auto", "yes", "no"), default="auto",
                     help="also track the upper body (shoulders, elbows, wrists, hips) with the MediaPipe "
                          "pose: auto (default) for shots that show both shoulders in most frames, yes for "
                          "every shot, no never")
+    pp.add_argument("--workers", type=number(int, 1, 256), metavar="N",
+                    help="track N videos at once in local worker processes (default: one after another here)")
+    pp.add_argument("--ray", metavar="ADDRESS", help="track the videos on a Ray cluster, one video a task: auto, "
+                                                     "or the head's HOST:PORT (videos at the same paths on every "
+                                                     "node; the dataset is written here)")
+    pp.add_argument("--retries", type=number(int, 0, batch_command.MAX_RETRIES), default=2, metavar="K",
+                    help="with --workers/--ray: times a video is tried again when its worker dies (default 2)")
     add_quiet_and_debug(pp)
     tp = sub.add_parser("train", help="train a learned motion generator on a prepared dataset",
                         description="Train a motion generator on a dataset made by `avatar prepare` and write "
@@ -172,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_enroll(sub)
     dub_command.add_parser(sub)
     serve_command.add_parser(sub)
+    batch_command.add_parser(sub)
     return parser
 
 
@@ -209,20 +146,6 @@ def _avatar_folder(name: str) -> Path:
     from avatar.gesture.bundle import bundle_folder
 
     return bundle_folder(name)
-
-
-def _speak_avatar(args: argparse.Namespace) -> int:
-    from avatar.gesture.speak import speak_avatar
-
-    log = _log(args.quiet)
-    if args.motion != "rules" or args.checkpoint:
-        log("note: with --avatar, --motion/--checkpoint drive the lips only; gestures come from the video")
-    result = speak_avatar(args.avatar, args.output, audio=args.audio, text=args.text,
-                          transcript=args.transcript, seed=args.seed, lips=args.motion,
-                          checkpoint=args.checkpoint, progress=not args.quiet, log=log)
-    log(f"wrote {result.output} ({result.plan.num_frames} frames, {result.plan.jumps} jump(s)) "
-        f"in {result.timings['total']:.1f} s")
-    return 0
 
 
 def _checkpoint_arg(value: str) -> tuple[str, str]:
@@ -304,8 +227,11 @@ def _prepare(args: argparse.Namespace) -> int:
             raise AvatarError("is a folder, not a video" if video.is_dir() else "video not found", str(video),
                               "check the path (nothing was prepared)")
     new_folder = not Path(args.output).exists()
-    report = prepare_videos(args.videos, args.output, fps=args.fps, val_fraction=args.val_fraction,
-                            force=args.force, progress=not args.quiet, log=_log(args.quiet), body=args.body)
+    parallel = args.ray or args.workers
+    with closing(batch_command.make_pool(args.ray, args.workers, args.retries)) if parallel else nullcontext() as pool:
+        report = prepare_videos(args.videos, args.output, fps=args.fps, val_fraction=args.val_fraction,
+                                force=args.force, progress=not args.quiet, log=_log(args.quiet), body=args.body,
+                                pool=pool)
     if not report.prepared:
         _nothing_prepared(report, new_folder)
     _log(args.quiet)(f"{len(report.prepared)} video(s) in the dataset ({len(report.clips)} clip(s)), "
@@ -340,27 +266,9 @@ def run(args: argparse.Namespace) -> int:
         return dub_command.run(args)
     if args.command == "serve":
         return serve_command.run(args)
-    if args.command == "speak" and args.avatar:
-        return _speak_avatar(args)
-    from avatar.api import speak
-
-    log = _log(args.quiet)
-    if args.command == "demo":
-        image, audio, text, transcript = bundled_portrait(), None, DEMO_TEXT, None
-    else:
-        image, audio, text, transcript = args.image, args.audio, args.text, args.transcript
-    gx, gy = args.gaze
-    result = speak(image, args.output, audio=audio, text=text, transcript=transcript,
-                   seed=args.seed, emotion=args.emotion, valence=args.valence, arousal=args.arousal,
-                   head_motion=args.head_motion, gaze=(math.radians(gx), math.radians(gy)),
-                   head_distance=args.head_distance, motion=args.motion, checkpoint=args.checkpoint,
-                   fps=args.fps,
-                   max_size=args.max_size, export_motion=args.export_motion,
-                   progress=not args.quiet, log=log)
-    t = result.timings
-    log(f"wrote {result.output} ({result.num_frames} frames, {result.motion.duration:.1f} s) "
-        f"in {t['total']:.1f} s")
-    return 0
+    if args.command == "batch":
+        return batch_command.run(args)
+    return speak_command.run(args)
 
 
 class _NoteHandler(logging.Handler):
@@ -397,7 +305,9 @@ def main(argv=None) -> int:
             raise
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("avatar: interrupted; no output was written", file=sys.stderr)
+        kept = ("the jobs that finished are kept; run it again to go on" if args.command in ("batch", "prepare")
+                else "no output was written")
+        print(f"avatar: interrupted; {kept}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:  # anything else is our bug: say so in one line
         if args.debug:

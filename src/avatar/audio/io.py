@@ -14,6 +14,9 @@ from avatar.config import AUDIO
 from avatar.errors import AvatarError
 
 MAX_PREALLOCATED_SECONDS = 4 * 3600
+# Lowest sample rate of a readable file (telephone audio is 8 kHz). A damaged header may
+# say 1 Hz: a 3 kB file would then be half an hour of audio, GBs once resampled.
+MIN_SAMPLE_RATE = 1000
 PCM16_MAX = 32767  # float 1.0 as 16-bit PCM
 _SUPPORTED_HINT = "use a wav, mp3, flac, ogg, opus or m4a file (or a video with an audio track)"
 
@@ -33,7 +36,8 @@ def load_audio(path, sample_rate: int = AUDIO.sample_rate) -> Audio:
     if path.stat().st_size == 0:
         raise AvatarError("the file is empty", where=str(path), hint=_SUPPORTED_HINT)
     try:
-        with av.open(str(path)) as container:
+        # a tag that is not UTF-8 must not make the audio unreadable (PyAV's default: an error)
+        with av.open(str(path), metadata_errors="replace") as container:
             samples = _decode_first_audio_stream(container, path, sample_rate)
     except av.error.FFmpegError as error:
         raise AvatarError(
@@ -56,15 +60,26 @@ def _decode_first_audio_stream(container, path: Path, sample_rate: int) -> np.nd
     if not container.streams.audio:
         raise AvatarError("the file has no audio stream", where=str(path), hint=_SUPPORTED_HINT)
     stream = container.streams.audio[0]
+    if stream.codec_context is None:  # FFmpeg has no decoder for its codec
+        raise AvatarError("the audio is in a codec this program cannot decode", where=str(path),
+                          hint=_SUPPORTED_HINT)
     # Keep the channel layout (None): libswresample's own downmix adds channels at -3 dB,
     # which can clip; averaging the channels ourselves cannot.
     resampler = av.AudioResampler(format="fltp", layout=None, rate=sample_rate)
     samples = _Samples(_expected_samples(container, stream, sample_rate))
     for frame in container.decode(stream):
+        check_sample_rate(frame.sample_rate, path)
         frame.pts = None  # let the resampler ignore gaps/jitter in the source timestamps
         samples.extend(resampler.resample(frame))
     samples.extend(resampler.resample(None))  # flush buffered samples
     return samples.array()
+
+
+def check_sample_rate(rate: int, path) -> None:
+    """AvatarError for a sample rate no real recording has (a damaged header)."""
+    if rate < MIN_SAMPLE_RATE:
+        raise AvatarError(f"the audio has an impossible sample rate ({rate} Hz)", where=str(path),
+                          hint="the file is damaged; export it again, e.g. as a 16-bit PCM wav")
 
 
 def _expected_samples(container, stream, sample_rate: int) -> int:

@@ -5,6 +5,9 @@ import math
 import sys
 
 MAX_SEED = 2**32 - 1  # numpy and torch both take seeds up to here
+# Frame rates offered: below 1 fps there is no lip motion to see; above 120 players drop
+# frames (and the rendering time grows for nothing).
+FPS_RANGE = (1.0, 120.0)
 
 
 def add_quiet_and_debug(p: argparse.ArgumentParser) -> None:

@@ -23,7 +23,7 @@ from avatar.errors import AvatarError
 from avatar.face.actions import build_basis
 from avatar.face.geometry import HeadFrame
 from avatar.face.model import FaceModel
-from avatar.fileio import atomic_write, open_archive
+from avatar.fileio import CONTENT_ERRORS, atomic_write, open_archive
 from avatar.motion.io import motion_from_arrays
 from avatar.motion.types import ACTIONS, MotionSeq
 
@@ -222,8 +222,24 @@ def load_clip(path) -> Clip:
     data, meta = _open_archive(path)
     try:
         return _clip_from(data, meta)
-    except (KeyError, ValueError) as e:
-        raise AvatarError(f"damaged avatar clip file ({e.__class__.__name__}: {e})", str(path)) from None
+    except CONTENT_ERRORS as e:  # arrays of the wrong shape or type, odd JSON values
+        raise AvatarError(f"damaged avatar clip file ({e.__class__.__name__}: {e})", str(path),
+                          "prepare the video again (avatar prepare)") from None
+
+
+def _check_frames(clip: Clip) -> None:
+    """ValueError unless every per-frame array has one row per motion frame
+    (training slices them all alike)."""
+    T = clip.num_frames
+    rows = {"landmarks": (clip.landmarks, (T, None, 3)), "tracked": (clip.tracked, (T,)),
+            "fit_residual": (clip.fit_residual, (T,)), "mel": (clip.features.mel, (T, None)),
+            **{k: (getattr(clip.features, k), (T,)) for k in FEATURE_ARRAYS if k != "mel"}}
+    for name, (array, shape) in rows.items():
+        array = np.asarray(array)
+        if array.ndim != len(shape) or any(n is not None and n != d for n, d in zip(shape, array.shape)):
+            raise ValueError(f"{name} has shape {array.shape}, expected {shape} for {T} frames")
+    if len(clip.video_size) != 2:
+        raise ValueError(f"video_size {clip.video_size!r} is not (width, height)")
 
 
 def _clip_from(data, meta: dict) -> Clip:
@@ -234,13 +250,15 @@ def _clip_from(data, meta: dict) -> Clip:
               for label, (s, e) in zip(data["phone_labels"], data["phone_times"])]
     reference = ReferenceFace(int(meta["reference_frame"]), data["face_neutral"], data["face_rotation"],
                               float(meta["face_scale"]), data["face_origin"], data["face_source_points"])
-    clip = Clip(name=meta["name"], fps=fps, motion=motion, landmarks=data["landmarks"],
+    clip = Clip(name=str(meta["name"]), fps=fps, motion=motion, landmarks=data["landmarks"],
                 tracked=data["tracked"], fit_residual=data["fit_residual"], features=features,
                 phones=phones, validation=[(int(s), int(e)) for s, e in meta["validation"]],
-                reference=reference, source=meta["source"], video_size=tuple(meta["video_size"]),
+                reference=reference, source=str(meta["source"]),
+                video_size=tuple(int(v) for v in meta["video_size"]),
                 start_frame=int(meta.get("start_frame", 0)), meta=meta.get("notes", {}),
                 body_points=_optional(data, "body_points", (len(motion), NUM_JOINTS, 3)),
                 body_reference=_optional(data, "body_reference", (NUM_JOINTS, 2)))
+    _check_frames(clip)
     if clip.body_points is not None and motion.upper_body is None:
         motion.upper_body = upper_body_deltas(clip)  # derived, not stored: the vlogger's body motion
     return clip

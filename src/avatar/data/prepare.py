@@ -80,31 +80,103 @@ class Options:
 # -- the run ------------------------------------------------------------------------------
 def prepare_videos(paths: Iterable, out_dir, fps: float | None = None,
                    val_fraction: float = DEFAULT_VAL_FRACTION, force: bool = False,
-                   progress: bool = True, log: Log = print, body: str = AUTO) -> PrepareReport:
+                   progress: bool = True, log: Log = print, body: str = AUTO, pool=None) -> PrepareReport:
     """Prepare every video of ``paths`` into the dataset folder ``out_dir`` (created if needed).
 
     ``body``: "auto" keeps the upper-body track of shots that show one, "yes" of every
-    shot, "no" does not run the pose model.
+    shot, "no" does not run the pose model. ``pool`` (avatar.batch.pool.LocalPool or
+    avatar.batch.raypool.RayPool) tracks the videos in parallel, one video a task; the
+    clips come back to this process, which writes the dataset (workers only read videos).
 
     Videos whose clips already exist are kept unless ``force``; videos skipped before are
     skipped again without work while their file is unchanged. The report file is updated
-    after every video, so an interrupted run loses at most the video in progress.
+    after every video, so an interrupted run loses at most the videos in progress.
     """
     _check_options(fps, val_fraction, body)
     out_dir = _dataset_folder(out_dir)
     entries = load_report(out_dir)
-    options = Options(fps, val_fraction, progress, body)
-    done: list[VideoReport] = []
-    for path in (Path(p).resolve() for p in paths):
-        if any(v.name == path.stem for v in done):
-            entry = _skipped(path, Unsuitable(DUPLICATE, "another video of this run has the same name"))
+    paths = [Path(p).resolve() for p in paths]
+    done: dict[int, VideoReport] = {}
+    todo: list[int] = []
+    for i, path in enumerate(paths):
+        if any(p.stem == path.stem for p in paths[:i]):
+            done[i] = _skipped(path, Unsuitable(DUPLICATE, "another video of this run has the same name"))
+        elif (resumed := None if force else _resumed(path, out_dir, entries.get(path.stem))) is not None:
+            done[i] = resumed
         else:
-            entry = _prepare_or_resume(path, out_dir, entries.get(path.stem), options, force)
-        done.append(entry)
-        entries[entry.name] = replace(entry, status=PREPARED if entry.status == KEPT else entry.status)
-        save_report(entries, out_dir)
-        log(_summary(entry))
-    return PrepareReport(report_path(out_dir), done)
+            todo.append(i)
+    for i in sorted(done):
+        _record(done[i], entries, out_dir, log)
+    options = Options(fps, val_fraction, progress and pool is None, body)
+    for i, tracked in _track_all([paths[i] for i in todo], options, pool, progress):
+        path = paths[todo[i]]
+        done[todo[i]] = entry = _entry(path, tracked, out_dir, entries.get(path.stem))
+        _record(entry, entries, out_dir, log)
+    return PrepareReport(report_path(out_dir), [done[i] for i in range(len(paths))])
+
+
+def _record(entry: VideoReport, entries: dict, out_dir: Path, log: Log) -> None:
+    entries[entry.name] = replace(entry, status=PREPARED if entry.status == KEPT else entry.status)
+    save_report(entries, out_dir)
+    log(_summary(entry))
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """What tracking one video gave: its clips and notes, or why it is unsuitable."""
+
+    clips: list[Clip] | None
+    notes: str | None
+    seconds: float
+    code: str | None = None
+    reason: str | None = None
+
+
+def track_task(task: tuple[Path, Options]) -> Tracked:
+    """One video -> Tracked (a pool task: failures are its result, never raised)."""
+    path, options = task
+    started = time.perf_counter()
+    try:
+        clips, notes = prepare_video(path, options)
+    except Unsuitable as error:
+        return Tracked(None, None, time.perf_counter() - started, error.code, error.what)
+    except AvatarError as error:  # the reader's "cannot open / damaged" errors
+        return Tracked(None, None, time.perf_counter() - started, UNREADABLE, error.what)
+    return Tracked(clips, notes, time.perf_counter() - started)
+
+
+def _track_all(paths: list[Path], options: Options, pool, progress: bool):
+    """(index, Tracked) for every video: in this process one after another, or on the pool
+    as they finish (with a bar of videos done)."""
+    if pool is None:
+        yield from ((i, track_task((path, options))) for i, path in enumerate(paths))
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=len(paths), desc="videos", unit="video", disable=not progress) as bar:
+        for done in pool.run(track_task, [(path, options) for path in paths]):
+            yield done.index, done.value if done.error is None else Tracked(None, None, 0.0, UNREADABLE, done.error)
+            bar.update()
+
+
+def _entry(path: Path, tracked: Tracked, out_dir: Path, previous: VideoReport | None) -> VideoReport:
+    """The report entry of a tracked video, its clips saved into the dataset."""
+    if tracked.clips is None:
+        entry = _skipped(path, Unsuitable(tracked.code, tracked.reason))
+    else:
+        for clip in tracked.clips:
+            save_clip(clip, clip_path(out_dir, clip.name))
+        size, mtime = _source_stamp(path)
+        clips = tracked.clips
+        entry = VideoReport(path.stem, str(path), PREPARED, clips=[c.name for c in clips], reason=tracked.notes,
+                            num_frames=sum(c.num_frames for c in clips), source_size=size, source_mtime=mtime,
+                            body={c.name: {"tracked": c.body_points is not None,
+                                           "shoulders_visible": c.meta["shoulders_visible_share"]}
+                                  for c in clips if "shoulders_visible_share" in c.meta})
+    entry.processing_seconds = tracked.seconds
+    entry.duration = _video_duration(path)
+    _remove_stale_clips(out_dir, previous, entry)
+    return entry
 
 
 def _check_options(fps: float | None, val_fraction: float, body: str = AUTO) -> None:
@@ -189,34 +261,6 @@ def _resumed(path: Path, out_dir: Path, previous: VideoReport | None) -> VideoRe
         base = previous or VideoReport(path.stem, str(path), KEPT, clips=names)
         return replace(base, status=KEPT)
     return None
-
-
-def _prepare_or_resume(path: Path, out_dir: Path, previous: VideoReport | None, options: Options,
-                       force: bool) -> VideoReport:
-    if not force:
-        resumed = _resumed(path, out_dir, previous)
-        if resumed is not None:
-            return resumed
-    started = time.perf_counter()
-    try:
-        clips, notes = prepare_video(path, options)
-    except Unsuitable as error:
-        entry = _skipped(path, error)
-    except AvatarError as error:  # the reader's "cannot open / damaged" errors
-        entry = _skipped(path, Unsuitable(UNREADABLE, error.what))
-    else:
-        for clip in clips:
-            save_clip(clip, clip_path(out_dir, clip.name))
-        size, mtime = _source_stamp(path)
-        entry = VideoReport(path.stem, str(path), PREPARED, clips=[c.name for c in clips], reason=notes,
-                            num_frames=sum(c.num_frames for c in clips), source_size=size, source_mtime=mtime,
-                            body={c.name: {"tracked": c.body_points is not None,
-                                           "shoulders_visible": c.meta["shoulders_visible_share"]}
-                                  for c in clips if "shoulders_visible_share" in c.meta})
-    entry.processing_seconds = time.perf_counter() - started
-    entry.duration = _video_duration(path)
-    _remove_stale_clips(out_dir, previous, entry)
-    return entry
 
 
 def _video_duration(path: Path) -> float:

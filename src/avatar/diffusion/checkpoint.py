@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any, Callable, TypeVar
 
 import safetensors
 import safetensors.torch
+import torch
 from torch import nn
 
 from avatar.errors import AvatarError
@@ -27,8 +29,14 @@ FORMAT = "avatar-diffusion-checkpoint"
 FORMAT_VERSION = 1
 # Modules whose classes register themselves on import; loaded before a lookup.
 BUILTIN_MODULES = ("avatar.diffusion.edm", "avatar.diffusion.transformer")
-TRUSTED_PACKAGE = "avatar."
+# The only modules a checkpoint's metadata may have imported: those defining models. A
+# file naming any other module (avatar's or not) imports nothing, so loading one never
+# runs code it chose.
+MODEL_MODULES = BUILTIN_MODULES + (
+    "avatar.generators.keyface_model", "avatar.generators.loopy_model", "avatar.generators.vasa_model",
+    "avatar.generators.vlogger_model", "avatar.gesture.aumoclip", "avatar.metrics.capp")
 
+MAX_DETAIL = 300  # characters of a library's error message quoted in ours
 _REGISTRY: dict[str, type] = {}
 M = TypeVar("M", bound=type)
 
@@ -57,10 +65,10 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
 
 def build_model(spec: dict[str, Any]) -> nn.Module:
     """A fresh (untrained) model from its spec."""
-    # The defining module registers the class when imported; only avatar's own modules are
+    # The defining module registers the class when imported; only known model modules are
     # imported from a checkpoint's metadata.
     module = spec.get("module", "")
-    for name in BUILTIN_MODULES + ((module,) if module.startswith(TRUSTED_PACKAGE) else ()):
+    for name in BUILTIN_MODULES + ((module,) if module in MODEL_MODULES else ()):
         importlib.import_module(name)
     cls = _REGISTRY.get(spec.get("kind"))
     if cls is None:
@@ -112,7 +120,31 @@ def read_spec(path: str | os.PathLike) -> dict[str, Any]:
         extra = json.loads(metadata.get("extra", "{}"))
     except (KeyError, json.JSONDecodeError) as e:
         raise AvatarError(f"checkpoint metadata is damaged ({e})", str(path), "train the model again") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict) or not isinstance(extra, dict):
+        raise AvatarError("checkpoint metadata is damaged (its spec is not a JSON object with a config)",
+                          str(path), "train the model again")
     return {**spec, "extra": extra}
+
+
+# What a model's constructor raises for a config of the wrong keys, types or values
+# (torch: RuntimeError for negative sizes; AttributeError for a list where a dict belongs;
+# ArithmeticError for sizes of 0 or too large to compute with).
+CONFIG_ERRORS = (TypeError, KeyError, ValueError, AttributeError, IndexError, RuntimeError, ArithmeticError)
+
+
+def _check_size(spec: dict[str, Any], path: Path) -> None:
+    """ValueError if the config describes more weights than the file holds: the model is
+    built before its weights load, so a few bytes of JSON could otherwise ask for GBs.
+    The model is built on the meta device (shapes only, no memory)."""
+    with torch.device("meta"):
+        model = build_model(spec)
+    state = model.state_dict()
+    needed = sum(p.numel() for p in model.parameters()) + sum(
+        b.numel() for name, b in model.named_buffers() if name in state)
+    with safetensors.safe_open(str(path), framework="pt") as f:
+        stored = sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())
+    if needed > stored:
+        raise ValueError(f"the config describes {needed} weights but the file holds {stored}")
 
 
 def load_model(path: str | os.PathLike, device: str = "cpu", expect: type | None = None) -> nn.Module:
@@ -122,16 +154,19 @@ def load_model(path: str | os.PathLike, device: str = "cpu", expect: type | None
     """
     spec = read_spec(path)
     try:
+        _check_size(spec, path)
         model = build_model(spec)
-    except (TypeError, KeyError, ValueError) as e:
-        raise AvatarError(f"checkpoint config does not fit this version of the model ({e})",
-                          str(path)) from None
+    except CONFIG_ERRORS as e:
+        raise AvatarError(f"checkpoint config does not fit this version of the model ({e.__class__.__name__}: {e})",
+                          str(path), "use a checkpoint written by this version of avatar train") from None
     if expect is not None and not isinstance(model, expect):
         raise AvatarError(f"checkpoint holds the model {type(model).__name__}, not {expect.__name__}", str(path),
                           f"use a checkpoint of a {expect.__name__} model")
     try:
         safetensors.torch.load_model(model, str(path), strict=True, device=device)
     except Exception as e:
-        raise AvatarError(f"checkpoint weights do not load ({e})", str(path),
+        # torch lists every missing key on its own line: one line, shortened, for the CLI
+        detail = " ".join(str(e).split())
+        raise AvatarError(f"checkpoint weights do not load ({detail[:MAX_DETAIL]})", str(path),
                           "the file is corrupt or from another model version") from None
     return model.to(device).eval()

@@ -59,7 +59,7 @@ class MotionTransformerConfig:
         names = list(self.frame_conds) + list(self.global_conds) + list(self.embed_conds)
         if len(set(names)) != len(names) or PREFIX in names or any("." in n for n in names):
             raise ValueError(f"condition names must be unique, without '.', not {PREFIX!r}: {names}")
-        if self.width % (2 * self.heads):
+        if self.heads < 1 or self.width % (2 * self.heads):
             raise ValueError(f"width {self.width} must be even and divisible by heads {self.heads}")
 
 

@@ -14,12 +14,35 @@ head-motion control.
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 from avatar.audio.types import AudioFeatures, Speech
 from avatar.errors import AvatarError
 from avatar.generators.base import Controls
 from avatar.generators.motion_vector import (MOTION_DIM, array_to_motion, audio_frames, global_conditions,
                                              group_slices, retime)
 from avatar.motion.types import MotionSeq
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_model(path: str, stamp: tuple[int, int]):
+    from avatar.diffusion.checkpoint import load_model
+
+    return load_model(path)
+
+
+def loaded_model(checkpoint):
+    """The checkpoint's model, loaded once per process while the file is unchanged (a batch
+    worker or a server runs many jobs with one checkpoint; generating never changes it)."""
+    path = Path(checkpoint)
+    try:
+        stat = path.stat()
+    except OSError:  # missing or unreadable: load_model says so in its own words
+        from avatar.diffusion.checkpoint import load_model
+
+        return load_model(checkpoint)
+    return _cached_model(str(path.resolve()), (stat.st_mtime_ns, stat.st_size))
 
 
 class LearnedGenerator:
@@ -32,9 +55,7 @@ class LearnedGenerator:
             raise AvatarError(f"the {self.name} generator needs a trained checkpoint", "--checkpoint",
                               f"train one with: avatar train --method {self.name} --data DATASET "
                               f"-o {self.name}.safetensors")
-        from avatar.diffusion.checkpoint import load_model
-
-        self.model = load_model(checkpoint)
+        self.model = loaded_model(checkpoint)
         if getattr(self.model, "kind", None) != self.name:
             raise AvatarError(f"not a {self.name} checkpoint (it holds a {getattr(self.model, 'kind', '?')} model)",
                               str(checkpoint), f"pass a checkpoint made by avatar train --method {self.name}")

@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import tempfile
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import numpy as np
 from avatar.audio.types import AudioFeatures, Phone
 from avatar.body.types import BodyTrack
 from avatar.errors import AvatarError
-from avatar.fileio import atomic_write
+from avatar.fileio import ARCHIVE_ERRORS, CONTENT_ERRORS, atomic_write, read_npz
 from avatar.gesture.graph import MotionGraph
 
 FORMAT = "avatar-bundle"
@@ -42,6 +41,7 @@ META, FRAMES, TRACK, GRAPH, MODEL, EMBEDDINGS, MOUTH = (
 HOME_VARIABLE = "AVATAR_HOME"  # where named avatars live; default below
 DEFAULT_HOME = Path("~/.local/share/avatar")
 AUDIO_KEYS = ("energy", "pitch", "onset", "vad", "mel")
+REENROLL_HINT = "enroll the video again (avatar enroll VIDEO --name NAME --force)"
 
 
 @dataclass
@@ -95,8 +95,11 @@ class Bundle:
         path = self.folder / MOUTH
         if not path.is_file():
             return None
-        with np.load(path) as data:
-            return MouthBank.from_arrays(dict(data))
+        try:
+            return MouthBank.from_arrays(read_npz(path))
+        except ARCHIVE_ERRORS + CONTENT_ERRORS as e:
+            raise AvatarError(f"the avatar's mouth bank is damaged ({e.__class__.__name__}: {e})", str(path),
+                              REENROLL_HINT) from None
 
 
 # -- where bundles live --------------------------------------------------------------------
@@ -204,10 +207,10 @@ def load_bundle(name_or_path: str | os.PathLike) -> Bundle:
         raise AvatarError("no enrolled avatar found", str(folder),
                           f"enroll one first: avatar enroll VIDEO --name {Path(str(name_or_path)).name}")
     try:
-        return _read_bundle(folder, meta_path)
-    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:  # missing, truncated, foreign
+        return _check_consistent(_read_bundle(folder, meta_path))
+    except ARCHIVE_ERRORS + CONTENT_ERRORS as e:  # missing, truncated, foreign, mis-shaped
         raise AvatarError(f"the avatar bundle is damaged ({e.__class__.__name__}: {e})", str(folder),
-                          "enroll the video again (avatar enroll VIDEO --name NAME --force)") from None
+                          REENROLL_HINT) from None
 
 
 def _read_bundle(folder: Path, meta_path: Path) -> Bundle:
@@ -215,10 +218,24 @@ def _read_bundle(folder: Path, meta_path: Path) -> Bundle:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
         raise AvatarError(f"not an avatar bundle of version {FORMAT_VERSION}", str(folder),
                           "enroll the video again with this version of avatar")
-    with np.load(folder / TRACK) as track, np.load(folder / GRAPH) as graph, \
-            np.load(folder / EMBEDDINGS) as emb:
-        return Bundle(folder=folder, name=meta["name"], source=meta["source"], fps=float(meta["fps"]),
-                      size=tuple(meta["size"]), body=BodyTrack.from_arrays(track, str(folder / TRACK)),
-                      features=features_from_arrays(track), phones=phones_from_arrays(track),
-                      graph=MotionGraph.from_arrays(graph), motion_low=emb["low"], motion_high=emb["high"],
-                      report=EnrollReport(**meta["report"]))
+    track, graph, emb = (read_npz(folder / name) for name in (TRACK, GRAPH, EMBEDDINGS))
+    width, height = (int(v) for v in meta["size"])
+    return Bundle(folder=folder, name=str(meta["name"]), source=str(meta["source"]), fps=float(meta["fps"]),
+                  size=(width, height), body=BodyTrack.from_arrays(track, str(folder / TRACK)),
+                  features=features_from_arrays(track), phones=phones_from_arrays(track),
+                  graph=MotionGraph.from_arrays(graph), motion_low=np.asarray(emb["low"], np.float32),
+                  motion_high=np.asarray(emb["high"], np.float32), report=EnrollReport(**meta["report"]))
+
+
+def _check_consistent(bundle: Bundle) -> Bundle:
+    """``bundle``, or ValueError if its files disagree (speaking indexes frames by them)."""
+    T = bundle.num_frames
+    if not np.isfinite(bundle.fps) or bundle.fps <= 0 or min(bundle.size) <= 0:
+        raise ValueError(f"frame rate {bundle.fps!r} or size {bundle.size!r} is not positive")
+    for name, emb in (("low", bundle.motion_low), ("high", bundle.motion_high)):
+        if emb.ndim != 2 or len(emb) != T:
+            raise ValueError(f"embeddings {name!r} have shape {emb.shape}, expected ({T}, D)")
+    graph = bundle.graph
+    if graph.num_nodes and (graph.starts.min() < 0 or graph.starts.max() + graph.node_frames > T):
+        raise ValueError(f"motion graph nodes lie outside the {T} frames")
+    return bundle

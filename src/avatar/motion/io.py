@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from avatar.errors import AvatarError
-from avatar.fileio import atomic_write, open_archive
+from avatar.fileio import CONTENT_ERRORS, atomic_write, open_archive
 from avatar.motion.types import ACTIONS, MotionSeq
 
 FORMAT = "avatar-motion"
 VERSION = 1
+BODY_SHAPE, HANDS_SHAPE = (33, 3), (2, 21, 3)  # per frame: pose world joints, both hands' joints
 POSE_COLUMNS = ("headYaw", "headPitch", "headRoll", "headX", "headY", "headScale", "gazeX", "gazeY")
 
 
@@ -45,13 +46,22 @@ def save_motion(seq: MotionSeq, path) -> None:
 def load_motion(path) -> MotionSeq:
     """Read a native motion file; action columns are matched by name."""
     data, meta = open_archive(path, FORMAT, VERSION, "motion")
-    return motion_from_arrays(data, meta["action_names"], float(meta["fps"]))
+    try:
+        return motion_from_arrays(data, meta["action_names"], float(meta["fps"]))
+    except CONTENT_ERRORS as e:  # arrays of the wrong shape or type, odd JSON values
+        raise AvatarError(f"damaged avatar motion file ({e.__class__.__name__}: {e})", str(path),
+                          "export the motion again (avatar speak --export-motion)") from None
 
 
 def motion_from_arrays(data, action_names, fps: float) -> MotionSeq:
     """A MotionSeq from arrays named as in this module (any mapping, e.g. an open .npz);
     ``action_names`` name the columns of ``data["actions"]``, matched to ACTIONS by name
-    (unknown names dropped, missing ones 0)."""
+    (unknown names dropped, missing ones 0). ValueError (or another of
+    avatar.fileio.CONTENT_ERRORS) for arrays that do not fit."""
+    if not np.isfinite(fps) or fps <= 0:
+        raise ValueError(f"the frame rate {fps!r} is not a positive number")
+    if isinstance(action_names, (str, dict)) or not all(isinstance(name, str) for name in action_names):
+        raise ValueError("action_names is not a list of names")
     T = len(data["rotation"])
     actions = np.zeros((T, len(ACTIONS)), np.float32)
     for j, name in enumerate(action_names):
@@ -59,9 +69,17 @@ def motion_from_arrays(data, action_names, fps: float) -> MotionSeq:
             actions[:, ACTIONS.index(name)] = data["actions"][:, j]
     return MotionSeq(fps=fps, rotation=data["rotation"], translation=data["translation"],
                      scale=data["scale"], actions=actions, gaze=data["gaze"],
-                     body=data["body"] if "body" in data else None,
-                     hands=data["hands"] if "hands" in data else None,
+                     body=_per_frame(data, "body", (T, *BODY_SHAPE)),
+                     hands=_per_frame(data, "hands", (T, *HANDS_SHAPE)),
                      upper_body=data["upper_body"] if "upper_body" in data else None)
+
+
+def _per_frame(data, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Optional array ``name`` as float32 ``shape`` (MotionSeq checks only its required
+    arrays); None if absent, ValueError if it does not fit."""
+    if name not in data:
+        return None
+    return np.asarray(data[name], np.float32).reshape(shape)
 
 
 def curves(seq: MotionSeq) -> dict[str, np.ndarray]:

@@ -48,7 +48,8 @@ def _open(path: str | os.PathLike) -> Iterator[av.container.InputContainer]:
     if not path.is_file():
         raise AvatarError("file not found", str(path), "check the path")
     try:
-        container = av.open(str(path), mode="r")
+        # a tag that is not UTF-8 must not make the video unreadable (PyAV's default: an error)
+        container = av.open(str(path), mode="r", metadata_errors="replace")
     except (av.error.FFmpegError, OSError) as err:
         raise AvatarError("cannot open the file as a video", str(path), UNREADABLE_HINT) from err
     try:
@@ -62,7 +63,15 @@ def _video_stream(container: av.container.InputContainer, path: str | os.PathLik
     """The first video stream, or AvatarError if there is none."""
     if not container.streams.video:
         raise AvatarError("the file has no video stream", str(path), UNREADABLE_HINT)
-    return container.streams.video[0]
+    return _decodable(container.streams.video[0], "video", path)
+
+
+def _decodable(stream, kind: str, path: str | os.PathLike):
+    """``stream``, or AvatarError if FFmpeg has no decoder for its codec (no codec context)."""
+    if stream.codec_context is None:
+        raise AvatarError(f"the {kind} stream is in a codec this program cannot decode", str(path),
+                          UNREADABLE_HINT)
+    return stream
 
 
 def _audio_stream(container: av.container.InputContainer):
@@ -106,6 +115,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     with _open(path) as container:
         video = _video_stream(container, path)
         audio = _audio_stream(container)
+        if audio is not None and audio.codec_context is None:
+            audio = None  # undecodable: the video is still usable; read_audio_track says why
         fps = video.average_rate or video.guessed_rate or Fraction(0)
         num_frames = video.frames or _count_video_packets(container, video)
         duration = _stream_seconds(video) or (num_frames / float(fps) if fps else 0.0)
@@ -159,10 +170,14 @@ def read_audio_track(path: str | os.PathLike, sample_rate: int | None = None) ->
         if stream is None:
             raise AvatarError("the file has no audio track", str(path),
                               "use a video with sound, or give the audio separately")
+        _decodable(stream, "audio", path)
+        from avatar.audio.io import check_sample_rate  # the audio stack, only when audio is read
+
         rate = int(sample_rate or stream.codec_context.sample_rate)
         resampler = av.AudioResampler(format=FLOAT_FORMAT, layout=MONO_LAYOUT, rate=rate)
         chunks: list[np.ndarray] = []  # each (n,) float32
         for frame in container.decode(stream):
+            check_sample_rate(frame.sample_rate, path)  # a damaged header: GBs once resampled
             chunks.extend(f.to_ndarray()[0] for f in resampler.resample(frame))
         chunks.extend(f.to_ndarray()[0] for f in resampler.resample(None))
         seconds = _stream_seconds(stream)

@@ -28,8 +28,10 @@ Atomic output
 from __future__ import annotations
 
 import contextlib
+import glob
 import math
 import os
+import re
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -120,6 +122,12 @@ def partial_path(path: Path) -> Path:
     filesystem; the pid keeps two processes writing the same output apart.
     """
     return path.with_name(f".{path.stem}.{os.getpid()}{PARTIAL_TAG}{path.suffix}")
+
+
+def partials_of(path: Path) -> list[Path]:
+    """The partial files of ``path`` that writers of any process left (a killed one's)."""
+    pattern = re.compile(rf"\.{re.escape(path.stem)}\.\d+{re.escape(PARTIAL_TAG + path.suffix)}")
+    return [p for p in path.parent.glob(f".{glob.escape(path.stem)}.*") if pattern.fullmatch(p.name)]
 
 
 def check_destination(path: Path) -> None:
