@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 import sys
-from contextlib import closing, nullcontext
 from pathlib import Path
 
 from avatar import __version__
@@ -20,13 +19,9 @@ from avatar.commands import dub as dub_command
 from avatar.commands import speak as speak_command
 from avatar.commands import serve as serve_command
 from avatar.commands import FPS_RANGE, add_quiet_and_debug, number, seed, stderr_log as _log
-from avatar.errors import AvatarError
+from avatar.errors import EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED, EXIT_USER_ERROR, AvatarError
 from avatar.generators import registry
 from avatar.native import VERBOSE_ENV, native_logs_hidden
-
-EXIT_USER_ERROR = 2
-EXIT_INTERNAL_ERROR = 1
-EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -228,7 +223,8 @@ def _prepare(args: argparse.Namespace) -> int:
                               "check the path (nothing was prepared)")
     new_folder = not Path(args.output).exists()
     parallel = args.ray or args.workers
-    with closing(batch_command.make_pool(args.ray, args.workers, args.retries)) if parallel else nullcontext() as pool:
+    pool = batch_command.make_pool(args.ray, args.workers, args.retries) if parallel else None
+    with contextlib.closing(pool) if pool else contextlib.nullcontext():
         report = prepare_videos(args.videos, args.output, fps=args.fps, val_fraction=args.val_fraction,
                                 force=args.force, progress=not args.quiet, log=_log(args.quiet), body=args.body,
                                 pool=pool)

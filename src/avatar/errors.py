@@ -7,6 +7,11 @@ do*. The CLI prints it as one line; the Python API lets it propagate.
 
 from __future__ import annotations
 
+# The exit codes of every command (and of each batch job in its manifest record).
+EXIT_USER_ERROR = 2  # a problem with the inputs: AvatarError
+EXIT_INTERNAL_ERROR = 1  # our bug
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
 
 class AvatarError(Exception):
     """A user-facing error: ``what`` happened, to ``where``, and ``hint`` for the fix."""

@@ -51,14 +51,15 @@ MAX_CODE_POINT = 0x10FFFF
 ZIP_ENCRYPTED = 0x1  # general-purpose flag bit of an encrypted zip member
 
 
-def read_npz(path) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz``, read now (a damaged member fails here, not on first use).
-    Never unpickles; raises ARCHIVE_ERRORS for a file that is not a sound archive."""
+def read_npz(path, names=None) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` (or those of ``names``), read now (a damaged member fails
+    here, not on first use). Never unpickles; raises ARCHIVE_ERRORS for a file that is not
+    a sound archive (KeyError for a missing name)."""
     archive = np.load(path, allow_pickle=False)
     if not isinstance(archive, np.lib.npyio.NpzFile):  # an .npy file gives its array
         raise ValueError("a single .npy array, not an .npz archive")
     with archive:
-        return {name: _read_member(archive, name) for name in archive.files}
+        return {name: _read_member(archive, name) for name in (archive.files if names is None else names)}
 
 
 def _read_member(archive, name: str) -> np.ndarray:
@@ -98,13 +99,13 @@ def partials_of(path) -> list[Path]:
     return list(path.parent.glob(f".{glob.escape(path.name)}.*{PARTIAL_SUFFIX}"))
 
 
-def open_archive(path, fmt: str, version: int, what: str):
+def open_archive(path, fmt: str, version: int, what: str, meta_only: bool = False):
     """(arrays, meta) of an ``.npz`` archive with a JSON ``meta`` entry whose ``format`` is
     ``fmt`` and ``version`` at most ``version``; AvatarError naming ``what`` otherwise.
-    ``arrays`` is a dict, every array already read."""
+    ``arrays`` is a dict, every array already read (only ``meta`` if ``meta_only``)."""
     path = Path(path)
     try:
-        data = read_npz(path)
+        data = read_npz(path, ["meta"] if meta_only else None)
         meta = json.loads(str(data["meta"]))
     except ARCHIVE_ERRORS as e:
         raise AvatarError(f"not an avatar {what} file, or a damaged one ({e.__class__.__name__})", str(path),

@@ -12,6 +12,7 @@ checked becomes a job that fails alone, with its reason; the others still run.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import re
@@ -43,6 +44,7 @@ class _JobParser(argparse.ArgumentParser):
         raise JobFieldError(message)
 
 
+@functools.lru_cache(maxsize=1)  # one for all the lines: building it costs more than a parse
 def _parser() -> argparse.ArgumentParser:
     parser = _JobParser(prog="job", add_help=False)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -19,8 +19,8 @@ from typing import Callable
 from avatar.batch.jobs import Job, read_jobs
 from avatar.batch.manifest import DONE, FAILED, ManifestLog, is_done, manifest_path, read_manifest
 from avatar.batch.pool import TaskDone
-from avatar.batch.worker import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, JobOutcome, run_job
-from avatar.errors import AvatarError
+from avatar.batch.worker import JobOutcome, run_job
+from avatar.errors import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, AvatarError
 from avatar.fileio import partials_of as file_partials
 from avatar.video.writer import partials_of as video_partials
 
@@ -90,18 +90,21 @@ def run_batch(jobs_file, pool, manifest=None, force: bool = False, progress: boo
     previous = {} if force else read_manifest(path)
     records: dict[int, dict] = {}
     todo: list[Job] = []
+    failed = 0
     for job in jobs:
         before = previous.get((job.key, str(job.output)))
-        problem = job.error or (None if is_done(before) else _make_folder(job))
+        done_before = is_done(before)
+        problem = job.error or (None if done_before else _make_folder(job))
         if problem is not None:
             records[job.line] = _record(job, FAILED, error=problem, exit_code=EXIT_USER_ERROR)
+            failed += 1
             log(f"failed line {job.line}: {problem}")
-        elif is_done(before):
+        elif done_before:
             records[job.line] = {**before, "line": job.line, "id": job.id, "resumed": True}
         else:
             todo.append(job)
-    log(f"{len(jobs)} job(s): {len(todo)} to run, {len(jobs) - len(todo) - len(_failed(records))} done before, "
-        f"{len(_failed(records))} invalid; {pool.describe()}")
+    log(f"{len(jobs)} job(s): {len(todo)} to run, {len(jobs) - len(todo) - failed} done before, "
+        f"{failed} invalid; {pool.describe()}")
     with ExitStack() as stack:
         out = stack.enter_context(_open_manifest(path))
         bar = stack.enter_context(tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="jobs", unit="job",
@@ -114,9 +117,10 @@ def run_batch(jobs_file, pool, manifest=None, force: bool = False, progress: boo
                     record = records[job.line] = _outcome_record(job, done)
                     out.append(record)
                     if record["status"] == FAILED:
+                        failed += 1
                         (_bar_write(bar) if progress else log)(f"failed line {job.line} ({job.output.name}): "
                                                                f"{record['error']}")
-                    bar.set_postfix(running=pool.running, failed=len(_failed(records)), refresh=False)
+                    bar.set_postfix(running=pool.running, failed=failed, refresh=False)
                     bar.update()
         finally:
             for job in todo:  # interrupted: nothing half-written stays
@@ -125,10 +129,6 @@ def run_batch(jobs_file, pool, manifest=None, force: bool = False, progress: boo
         ordered = [records[job.line] for job in jobs]
         out.finish(ordered)
     return BatchReport(path, ordered, time.perf_counter() - started, len(todo))
-
-
-def _failed(records: dict) -> list[dict]:
-    return [r for r in records.values() if r["status"] == FAILED]
 
 
 @contextlib.contextmanager

@@ -16,10 +16,9 @@ from avatar.batch.jobs import Job
 from avatar.batch.manifest import DONE, FAILED
 from avatar.commands import dub as dub_command
 from avatar.commands import speak as speak_command
-from avatar.errors import AvatarError
+from avatar.errors import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, AvatarError
 from avatar.native import native_logs_hidden
 
-EXIT_USER_ERROR, EXIT_INTERNAL_ERROR = 2, 1
 
 _jobs_run = 0  # jobs this worker process has run: >1 means its models were already loaded
 

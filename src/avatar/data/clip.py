@@ -205,14 +205,14 @@ def save_clip(clip: Clip, path) -> None:
     atomic_write(Path(path), lambda f: np.savez_compressed(f, **arrays))
 
 
-def _open_archive(path: Path):
-    """(archive, meta dict) of a clip file; AvatarError if it is not one this engine reads."""
-    return open_archive(path, FORMAT, VERSION, "clip")
+def _open_archive(path: Path, meta_only: bool = False):
+    """(arrays, meta dict) of a clip file; AvatarError if it is not one this engine reads."""
+    return open_archive(path, FORMAT, VERSION, "clip", meta_only)
 
 
 def read_clip_meta(path) -> dict:
     """The JSON header of a clip file, without loading its arrays."""
-    return _open_archive(Path(path))[1]
+    return _open_archive(Path(path), meta_only=True)[1]
 
 
 def load_clip(path) -> Clip:
