@@ -95,7 +95,7 @@ def test_action_fields_do_what_they_say(face_model):
 
     rest = shape()
     lips = (topo.LIPS_INNER_UPPER[1:-1], topo.LIPS_INNER_LOWER[1:-1])
-    assert _gap(shape(jawOpen=0.5), *lips) > 0.08  # face widths
+    assert _gap(shape(jawOpen=0.5), *lips) > 0.075  # face widths (less beside the middle: a lens)
     assert abs(_gap(shape(jawOpen=0.5, mouthClose=0.5), *lips)) < 0.01
     eye = (topo.EYE_L_UPPER[2:-2], topo.EYE_L_LOWER[2:-2])
     assert _gap(shape(eyeBlinkL=1), *eye) < 0.15 * _gap(rest, *eye)
@@ -116,3 +116,20 @@ def test_projection_at_rest_matches_the_photo(face_model, face_obs):
     d = np.linalg.norm(face_obs.landmarks[:, None, :2] - lips[None], axis=-1).min(1)
     keep = d > 0.1 * face_obs.face_width  # the lips were sealed, dragging the skin near them
     np.testing.assert_allclose(pts[keep], face_obs.landmarks[keep, :2], atol=1e-3)
+
+
+def test_a_wide_open_mouth_is_closed_by_the_jaw_not_by_swollen_lips(face_model):
+    """Sealing a wide gap with the lips alone stretches each lip over half of it."""
+    from avatar.face.model import seal_lips
+
+    c = np.zeros(len(ACTIONS))
+    c[ACTIONS.index("jawOpen")] = 0.8
+    opened = face_model.shape(c)  # (478, 3) wide open
+    inner, outer = topo.LOWER_LIP_TOP, topo.LIPS_OUTER_LOWER[len(topo.LIPS_OUTER_LOWER) // 2]
+    thickness = opened[outer, 1] - opened[inner, 1]
+    grown = {}
+    for jaw in (False, True):
+        sealed = seal_lips(opened, jaw=jaw)
+        assert abs(sealed[topo.LOWER_LIP_TOP, 1] - sealed[topo.UPPER_LIP_BOTTOM, 1]) < 1e-3  # closed
+        grown[jaw] = sealed[outer, 1] - sealed[inner, 1] - thickness  # how much the lower lip swelled
+    assert grown[True] < 0.5 * grown[False]

@@ -96,3 +96,13 @@ def test_blink_closes_the_eyes_and_gaze_moves_the_iris(renderer, face_model):
     right = renderer.render(_frame(gaze=(0.35, 0.0)))
     left = renderer.render(_frame(gaze=(-0.35, 0.0)))
     assert dark_centroid(right) > dark_centroid(rest) > dark_centroid(left)
+
+
+def test_the_jaw_opens_a_lens_not_a_slot(face_model):
+    """Lips are joined at the corners: beside them the lower lip drops less than mid-mouth."""
+    from avatar.face import topology as topo
+    from avatar.motion.types import action_column
+
+    lower = topo.as_index(topo.LIPS_INNER_LOWER)
+    drop = face_model.basis[action_column("jawOpen")][lower, 1]  # (11,) from corner to corner
+    assert drop[1] < 0.8 * drop[len(drop) // 2] and drop[-2] < 0.8 * drop[len(drop) // 2]

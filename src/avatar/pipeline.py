@@ -60,7 +60,7 @@ def load_portrait(image, max_size: int | None = None, log: Log = _silent,
     rgb = load_image(image) if not isinstance(image, np.ndarray) else _as_rgb(image)
     rgb = _fit_video_size(rgb, max_size, where, log)
     face = largest_face(rgb, where, warn=log)
-    rgb, model = close_mouth(rgb, FaceModel.from_observation(face))  # an open mouth is closed
+    rgb, model = close_mouth(rgb, FaceModel.from_observation(face, close_jaw=True))  # an open mouth is closed
     return Portrait(rgb, model, where)
 
 

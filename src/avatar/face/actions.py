@@ -20,6 +20,7 @@ from avatar.motion.types import ACTIONS
 # Amplitudes at coefficient 1, in face widths (a face is ~14 cm wide).
 JAW_MAX_ANGLE = 0.40  # rad; lower lip drops ~0.28 face widths (~4 cm) at jawOpen = 1
 JAW_PIVOT_DROP = 0.05  # hinge a little below the cheek line, near the ears
+CORNER_FOLLOW = 0.35  # share of the jaw's drop the lips keep at the mouth corners
 CLOSE_LOWER_SHARE = 0.7  # mouthClose: lower lip travels 70% of the gap, upper lip 30%
 SMILE_SHIFT = (0.045, -0.04)  # corner (outward, up)
 STRETCH_SHIFT = (0.05, 0.01)
@@ -90,12 +91,18 @@ class FaceGeometry:
 
 # -- mouth ---------------------------------------------------------------------------------
 def jaw_open(g: FaceGeometry) -> np.ndarray:
-    """Rotate the lower face about the jaw hinge (x axis through the ears)."""
+    """Rotate the lower face about the jaw hinge (x axis through the ears).
+
+    The lips are joined at the corners, so the lower lip drops most at the middle and
+    less toward the corners: the opening is a lens, not a slot of even height."""
     pivot = 0.5 * (g.V[topo.CHEEK_R] + g.V[topo.CHEEK_L]) + np.array([0, JAW_PIVOT_DROP, 0])
     c, s = np.cos(JAW_MAX_ANGLE), np.sin(JAW_MAX_ANGLE)
     rot = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])  # chin goes down and back
     moved = (g.V - pivot) @ rot.T + pivot
-    return (moved - g.V) * g.lower_face[:, None]
+    u = np.clip(np.abs(g.V[:, 0] - g.mouth_center[0]) / (0.5 * g.mouth_width), 0.0, 1.0)
+    lens = CORNER_FOLLOW + (1.0 - CORNER_FOLLOW) * np.sqrt(1.0 - u ** 2)  # (478,) 1 mid, 0.35 corners
+    taper = 1.0 - g.lips * (1.0 - lens)
+    return (moved - g.V) * (g.lower_face * taper)[:, None]
 
 
 def mouth_close(g: FaceGeometry) -> np.ndarray:

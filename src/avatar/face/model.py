@@ -15,6 +15,11 @@ from avatar.motion.types import MotionFrame
 
 EYE_RADIUS = 0.085  # eyeball radius in face widths: gaze angle -> iris shift
 SEAL_SKIN_RADIUS = 0.03  # how far sealing the lips drags the skin around them
+# A wide-open mouth is closed mostly by the jaw: lips stretched over the whole gap come out
+# swollen (and the tongue and teeth they were tracked on read as an open mouth). The lips
+# close this much of the gap (face widths) themselves; the lower face rises by the rest.
+LIP_SEAL_FREE = 0.02
+JAW_SEAL_RADIUS = 0.12  # face widths around the lower lip that rise with it (the chin less)
 
 
 @lru_cache(maxsize=1)
@@ -25,12 +30,30 @@ def face_template() -> tuple[np.ndarray, np.ndarray]:
         return data["canonical"].astype(np.float64), data["triangles"].astype(np.int64)
 
 
-def seal_lips(shape: np.ndarray) -> np.ndarray:
+def close_jaw(shape: np.ndarray) -> np.ndarray:
+    """Raise the lower lip and the skin below it by the mouth's gap beyond LIP_SEAL_FREE."""
+    from avatar.face.actions import FaceGeometry
+
+    up, lo = topo.as_index(topo.LIPS_INNER_UPPER), topo.as_index(topo.LIPS_INNER_LOWER)
+    lift = float(np.median(shape[lo, 1] - shape[up, 1])) - LIP_SEAL_FREE
+    if lift <= 0:
+        return shape
+    g = FaceGeometry(shape)
+    weight = g.lower_face * g.near(topo.LIPS_INNER_LOWER + topo.LIPS_OUTER_LOWER, JAW_SEAL_RADIUS)
+    out = shape.copy()
+    out[:, 1] -= lift * weight
+    return out
+
+
+def seal_lips(shape: np.ndarray, jaw: bool = False) -> np.ndarray:
     """Close a parted mouth: inner lips meet at their mid line, the skin around follows.
 
     A photo may show the mouth open; the neutral face (all actions 0) must have closed
-    lips so that p/b/m close and silence rests closed.
+    lips so that p/b/m close and silence rests closed. With ``jaw``, most of a wide gap is
+    closed by raising the lower face first (close_jaw).
     """
+    if jaw:
+        shape = close_jaw(shape)
     out = shape.copy()
     up, lo = topo.as_index(topo.LIPS_INNER_UPPER), topo.as_index(topo.LIPS_INNER_LOWER)
     gap = shape[lo, 1] - shape[up, 1]  # (11,) lower below upper is positive
@@ -55,12 +78,14 @@ class FaceModel:
     source_points: np.ndarray  # (478, 2) the tracked source landmarks in pixels
 
     @classmethod
-    def from_observation(cls, face: FaceObservation) -> "FaceModel":
+    def from_observation(cls, face: FaceObservation, close_jaw: bool = False) -> "FaceModel":
+        """``close_jaw``: a wide-open mouth is closed by the jaw more than by the lips (a
+        photo to animate; see seal_lips)."""
         template, _ = face_template()
         pts = face.landmarks.astype(np.float64)
         frame = geometry.fit_frame(pts, template)
         canon = frame.to_canonical(pts)
-        neutral = seal_lips(canon)
+        neutral = seal_lips(canon, jaw=close_jaw)
         return cls(neutral, build_basis(neutral), frame, pts[:, :2].copy())
 
     @property

@@ -37,9 +37,9 @@ MUST_HIT_SPEED = 7.0  # fastest the must-hit pull moves a channel (1/s; 0.28 a f
 MUST_HIT_RAMP_S = (0.06, 0.25)  # shortest and longest ramp into a must-hit target (s)
 MUST_HIT_LOOK_S = 0.12  # free motion this far around a must-hit phone sets its ramp length (s)
 LIP_SEAL_RAMP_S = 0.06  # lips part / meet within this time outside a p/b/m (s)
-JAW_GAIN_BASE = 0.6  # jaw target multiplier at energy 0 ...
-JAW_GAIN_PER_ENERGY = 0.7  # ... plus this much per unit of phone energy (loud = more open)
-JAW_GAIN_RANGE = (0.5, 1.3)
+JAW_GAIN_BASE = 0.45  # jaw target multiplier at energy 0 ...
+JAW_GAIN_PER_ENERGY = 1.0  # ... plus this much per unit of phone energy (loud = more open)
+JAW_GAIN_RANGE = (0.35, 1.45)  # (0.6 + 0.7 E within 0.5-1.3: opening r 0.01 lower on tuning clips)
 JAW_GAIN_PER_AROUSAL = 0.15  # hyper-articulation when aroused, hypo when calm
 VAD_DILATE_S = 0.3  # a speech frame keeps the mouth active this long around it (s)
 VAD_GATE = (0.2, 0.5)  # vad probability where the mouth gate ramps from 0 to 1
@@ -174,11 +174,22 @@ def mouth_from_audio(features: AudioFeatures) -> np.ndarray:
     return out
 
 
-def speech_gate(vad: np.ndarray, fps: float) -> np.ndarray:
-    """1 where the audio is (near) speech, 0 in silence/music/noise; smooth -> (T,)."""
+def speech_gate(vad: np.ndarray, fps: float, pauses: np.ndarray | None = None) -> np.ndarray:
+    """1 where the audio is (near) speech or in a pause between words (``pauses``, (T,)
+    bool), 0 in silence/music/noise; smooth -> (T,)."""
     vad = np.nan_to_num(np.asarray(vad, np.float64))
-    held = dilate(vad, max(1, round(VAD_DILATE_S * fps)))
-    return moving_average(smoothstep(held, *VAD_GATE), max(1, round(GATE_SMOOTH_S * fps)))
+    held = smoothstep(dilate(vad, max(1, round(VAD_DILATE_S * fps))), *VAD_GATE)
+    if pauses is not None:
+        held = np.maximum(held, pauses)
+    return moving_average(held, max(1, round(GATE_SMOOTH_S * fps)))
+
+
+def pause_frames(track: VisemeTrack, fps: float, num_frames: int) -> np.ndarray:
+    """(T,) True in the frames of the pauses between words."""
+    out = np.zeros(num_frames, bool)
+    for s, e in zip(track.start[track.is_pause], track.end[track.is_pause]):
+        out[int(np.floor(s * fps)): int(np.ceil(e * fps))] = True
+    return out
 
 
 def lip_seal(track: VisemeTrack, fps: float, num_frames: int) -> np.ndarray:
@@ -210,11 +221,13 @@ def mouth_motion(track: VisemeTrack | None, features: AudioFeatures,
                  arousal: float) -> dict[str, np.ndarray]:
     """Mouth action curves {name: (T,)}: from phones if known, else audio; gated by VAD."""
     T = features.num_frames
+    pauses = None
     if track is not None:
         channels = mouth_from_phones(track, features, arousal)  # (T, M)
         seal = lip_seal(track, features.fps, T)  # (T,)
+        pauses = pause_frames(track, features.fps, T)
     else:
         channels = mouth_from_audio(features)  # (T, M)
         seal = np.zeros(T)
-    gate = speech_gate(features.vad, features.fps)[:, None]  # (T, 1)
+    gate = speech_gate(features.vad, features.fps, pauses)[:, None]  # (T, 1)
     return to_actions(channels * gate, seal)

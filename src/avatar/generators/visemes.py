@@ -41,10 +41,19 @@ ACTION_GROUP: dict[str, int] = {
     "mouthFunnel": 2, "mouthPucker": 2, "mouthStretchL": 2, "mouthStretchR": 2,  # shape
 }
 # Must-hit constraints are applied in this order, so the later wins where they overlap.
-MUST_HIT_ORDER: tuple[str, ...] = ("labiodental", "bilabial")
-# Visemes during which the lips are sealed (the whole phone; see lips.lip_seal).
-LIP_SEAL_VISEMES: tuple[str, ...] = ("bilabial",)
+MUST_HIT_ORDER: tuple[str, ...] = ("w", "labiodental", "bilabial")
+# Visemes during which the lips are sealed (the whole phone; see lips.lip_seal): p/b/m, and
+# f/v and w, where the lower lip rises to the upper teeth / the rounded lips all but meet.
+# On real talking faces the tracked lips close on 75-83% of f, v and w phones, as on p/b/m
+# (tuning clips tf01/tf07/tf17).
+LIP_SEAL_VISEMES: tuple[str, ...] = ("bilabial", "labiodental", "w")
 SILENCE = "rest"
+PAUSE = "pause"  # a pause between words: lips stay apart, as between breaths
+# Pauses inside speech up to this long keep the lips parted. On real talking faces the mouth
+# rests at about 40% of its open-vowel opening in pauses of 0.1-1.5 s and is closed in only
+# about 30% of their frames (tf01/tf07/tf17, tuning clips); before and after the speech
+# and in longer pauses it closes.
+PAUSE_PARTED_MAX_S = 1.5
 
 
 @dataclass(frozen=True)
@@ -63,42 +72,43 @@ def _spread(stretch: float) -> dict[str, float]:
 # average loudness; avatar.generators.lips scales them with energy.
 VISEMES: dict[str, Viseme] = {
     SILENCE: Viseme({}, (0.7, 0.7, 0.7), (10.0, 10.0)),
+    PAUSE: Viseme({"jawOpen": 0.12}, (0.3, 0.3, 0.3), (10.0, 10.0)),
     "bilabial": Viseme({"jawOpen": 0.03}, (0.5, 2.0, 0.3), (18.0, 18.0),
                        must_hit=("jawOpen", "upperLipRaise", "lowerLipDown", "mouthFunnel")),
-    "labiodental": Viseme({"jawOpen": 0.07, "mouthRollLower": 0.8, "upperLipRaise": 0.2},
+    "labiodental": Viseme({"jawOpen": 0.03, "mouthRollLower": 0.6},
                           (1.2, 1.0, 0.3), (18.0, 18.0),
                           must_hit=("jawOpen", "mouthRollLower", "lowerLipDown")),
-    "dental": Viseme({"jawOpen": 0.12, "lowerLipDown": 0.15, "upperLipRaise": 0.05},
-                     (1.0, 1.0, 0.3), (18.0, 18.0)),
-    "alveolar": Viseme({"jawOpen": 0.14, **_spread(0.1)}, (0.6, 0.5, 0.2), (20.0, 20.0)),
-    "sibilant": Viseme({"jawOpen": 0.05, "upperLipRaise": 0.15, "lowerLipDown": 0.15,
-                        **_spread(0.25)}, (1.0, 0.8, 0.5), (18.0, 18.0)),
+    "dental": Viseme({"jawOpen": 0.05, "lowerLipDown": 0.1, "upperLipRaise": 0.05},
+                     (1.2, 1.0, 0.3), (18.0, 18.0)),
+    "alveolar": Viseme({"jawOpen": 0.08, **_spread(0.1)}, (1.0, 0.5, 0.2), (20.0, 20.0)),
+    "sibilant": Viseme({"jawOpen": 0.02, "upperLipRaise": 0.1, "lowerLipDown": 0.1,
+                        **_spread(0.25)}, (1.4, 0.8, 0.5), (18.0, 18.0)),
     "postalveolar": Viseme({"jawOpen": 0.08, "mouthFunnel": 0.55, "mouthPucker": 0.2,
                             "upperLipRaise": 0.15}, (0.8, 0.6, 1.2), (18.0, 18.0)),
     "velar": Viseme({"jawOpen": 0.2}, (0.4, 0.3, 0.15), (20.0, 20.0)),
     "glottal": Viseme({"jawOpen": 0.25}, (0.15, 0.15, 0.1), (20.0, 20.0)),
-    "rhotic": Viseme({"jawOpen": 0.15, "mouthPucker": 0.3, "mouthFunnel": 0.25},
-                     (0.6, 0.4, 0.8), (16.0, 16.0)),
-    "w": Viseme({"jawOpen": 0.06, "mouthPucker": 0.85, "mouthFunnel": 0.25},
-                (0.8, 0.5, 2.0), (12.0, 18.0)),
+    "rhotic": Viseme({"jawOpen": 0.1, "mouthPucker": 0.3, "mouthFunnel": 0.2},
+                     (0.9, 0.4, 0.8), (16.0, 16.0)),
+    "w": Viseme({"jawOpen": 0.03, "mouthPucker": 0.7, "mouthFunnel": 0.1},
+                (0.8, 0.5, 2.0), (12.0, 18.0), must_hit=("jawOpen",)),
     "y": Viseme({"jawOpen": 0.1, **_spread(0.4)}, (0.6, 0.4, 0.8), (18.0, 18.0)),
     # vowels
     "aa": Viseme({"jawOpen": 0.65, "lowerLipDown": 0.15}, (1.0, 0.8, 0.8), (15.0, 15.0)),
     "ae": Viseme({"jawOpen": 0.55, "upperLipRaise": 0.1, **_spread(0.3)}, (1.0, 0.8, 0.8),
                  (15.0, 15.0)),
-    "ah": Viseme({"jawOpen": 0.45}, (1.0, 0.8, 0.6), (15.0, 15.0)),
-    "ao": Viseme({"jawOpen": 0.5, "mouthFunnel": 0.35}, (1.0, 0.8, 1.0), (14.0, 15.0)),
-    "eh": Viseme({"jawOpen": 0.35, **_spread(0.3)}, (1.0, 0.8, 0.8), (15.0, 15.0)),
+    "ah": Viseme({"jawOpen": 0.3}, (1.0, 0.8, 0.6), (15.0, 15.0)),
+    "ao": Viseme({"jawOpen": 0.36, "mouthFunnel": 0.3}, (1.0, 0.8, 1.0), (14.0, 15.0)),
+    "eh": Viseme({"jawOpen": 0.45, **_spread(0.3)}, (1.0, 0.8, 0.8), (15.0, 15.0)),
     "ih": Viseme({"jawOpen": 0.2, **_spread(0.4)}, (1.0, 0.8, 0.9), (15.0, 15.0)),
-    "iy": Viseme({"jawOpen": 0.12, "upperLipRaise": 0.1, **_spread(0.55)}, (1.0, 0.8, 1.0),
+    "iy": Viseme({"jawOpen": 0.16, "upperLipRaise": 0.1, **_spread(0.55)}, (1.0, 0.8, 1.0),
                  (15.0, 15.0)),
-    "er": Viseme({"jawOpen": 0.2, "mouthPucker": 0.35, "mouthFunnel": 0.3}, (1.0, 0.8, 1.0),
+    "er": Viseme({"jawOpen": 0.08, "mouthPucker": 0.35, "mouthFunnel": 0.1}, (1.0, 0.8, 1.0),
                  (14.0, 15.0)),
-    "uh": Viseme({"jawOpen": 0.2, "mouthPucker": 0.4, "mouthFunnel": 0.3}, (1.0, 0.8, 1.2),
+    "uh": Viseme({"jawOpen": 0.12, "mouthPucker": 0.4, "mouthFunnel": 0.15}, (1.0, 0.8, 1.2),
                  (12.0, 15.0)),
     "ow": Viseme({"jawOpen": 0.35, "mouthFunnel": 0.55, "mouthPucker": 0.35}, (1.0, 0.8, 1.5),
                  (10.0, 15.0)),
-    "uw": Viseme({"jawOpen": 0.15, "mouthPucker": 0.7, "mouthFunnel": 0.4}, (1.0, 0.8, 1.5),
+    "uw": Viseme({"jawOpen": 0.05, "mouthPucker": 0.7, "mouthFunnel": 0.1}, (1.0, 0.8, 1.5),
                  (10.0, 15.0)),
 }
 
@@ -129,6 +139,7 @@ UNKNOWN_VISEME = "velar"  # weak, context-taking shape for labels we do not know
 VISEME_NAMES: tuple[str, ...] = tuple(VISEMES)
 VISEME_INDEX: dict[str, int] = {name: i for i, name in enumerate(VISEME_NAMES)}
 SILENCE_INDEX = VISEME_INDEX[SILENCE]
+PAUSE_INDEX = VISEME_INDEX[PAUSE]
 _STRESS = re.compile(r"[0-9]+$")
 
 
@@ -161,7 +172,11 @@ class VisemeTrack:
 
     @property
     def is_speech(self) -> np.ndarray:
-        return self.viseme != SILENCE_INDEX
+        return (self.viseme != SILENCE_INDEX) & (self.viseme != PAUSE_INDEX)
+
+    @property
+    def is_pause(self) -> np.ndarray:
+        return self.viseme == PAUSE_INDEX
 
 
 def _segments(phones: list[Phone]) -> tuple[list[int], list[float], list[float]]:
@@ -200,4 +215,9 @@ def viseme_track(phones: list[Phone], duration: float) -> VisemeTrack:
     s = np.concatenate([s, gap_start[gap]])
     e = np.concatenate([e, gap_end[gap]])
     order = np.argsort(s, kind="stable")
-    return VisemeTrack(viseme=v[order], start=s[order], end=e[order])
+    v, s, e = v[order], s[order], e[order]
+    rest = v == SILENCE_INDEX
+    inside = np.zeros(len(v), bool)
+    inside[1:-1] = ~rest[:-2] & ~rest[2:]  # speech on both sides
+    v[rest & inside & (e - s <= PAUSE_PARTED_MAX_S)] = PAUSE_INDEX
+    return VisemeTrack(viseme=v, start=s, end=e)

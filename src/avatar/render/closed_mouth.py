@@ -8,30 +8,44 @@ photo, every face-mesh triangle is mapped exactly (one affine map per triangle) 
 place in the photo to its place in the sealed face: the lips' own triangles stretch until
 the inner lip edges meet, and the mouth opening, which belongs to no triangle, is never
 sampled. The result, with the sealed landmarks as its source points, is what the renderer
-animates; any interior it later shows comes from its own painter.
+animates; any interior it later shows comes from its own painter, which paints the
+person's own upper teeth where the photo shows them (avatar.render.source_teeth: cut from the
+open photo here, before sealing, and carried by the returned SealedFace).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, fields
 
 import cv2
 import numpy as np
 
 from avatar.face import topology as topo
 from avatar.face.model import FaceModel, face_template
+from avatar.render.source_teeth import SourceTeeth, extract_teeth, lum_and_redness
 
-# Inner-lip gap / mouth width above which the mouth counts as open. A smile that shows a
-# slit of teeth (the bundled portrait: 0.16) is better left to the renderer's own sealing:
-# through this path its lips, each stretched by half the gap, are tracked as parted and
-# p/b/m closure on synthesised speech fell from 97% to 79% (benchmarks/bench_lipsync.py).
-OPEN_RATIO = 0.18
+# Inner-lip gap / mouth width above which the mouth counts as open. Below it the renderer's
+# own sealing squeezes the few interior pixels away; above it (a still taken mid-speech with
+# a slit of lower teeth: 0.11) squeezing smears a dark band with teeth specks between the
+# lips, which viewers and face trackers read as parted lips.
+OPEN_RATIO = 0.05
 MOVED_PX = 0.05  # triangles whose corners all move less than this are left as they are
 # The tracked inner-lip ring of an open mouth falls short of the true corners, so the lip
 # triangles there carry bits of cavity and teeth; inside the sealed lips, pixels this much
 # darker or brighter than the lips' median are such remnants and are filled from the lips.
 REMNANT_DARK, REMNANT_BRIGHT = 0.6, 1.4
+# ... and teeth: brighter than the lips (this factor) with less of their redness (this share);
+# a tracker often puts the inner lower lip on the teeth's top, so they sit inside the lip.
+REMNANT_TEETH = (1.05, 0.75)
 REMNANT_INPAINT_PX = 3
+REMNANT_CORNER_GROW = 0.08  # mouth widths the lip mask is grown by to catch corner remnants
+
+
+@dataclass
+class SealedFace(FaceModel):
+    """The face of a photo whose open mouth was sealed by :func:`close_mouth`."""
+
+    teeth: SourceTeeth | None = None  # the upper teeth the open photo showed (None: none)
 
 
 def mouth_open_ratio(points: np.ndarray) -> float:
@@ -42,7 +56,8 @@ def mouth_open_ratio(points: np.ndarray) -> float:
 
 
 def close_mouth(image: np.ndarray, face: FaceModel) -> tuple[np.ndarray, FaceModel]:
-    """(image, face) with the lips closed if the photo's mouth is open, else unchanged."""
+    """(image, face) with the lips closed if the photo's mouth is open (the face then a
+    SealedFace with the photo's own upper teeth, if it shows any), else unchanged."""
     if mouth_open_ratio(face.source_points) <= OPEN_RATIO:
         return image, face
     sealed = face.frame.to_image(face.neutral)[:, :2]  # (478, 2) where the landmarks go
@@ -70,7 +85,9 @@ def close_mouth(image: np.ndarray, face: FaceModel) -> tuple[np.ndarray, FaceMod
         cv2.fillConvexPoly(mask, np.round(local * 16).astype(np.int32), 1, cv2.LINE_8, 4)
         region = out[y0:y1, x0:x1]
         region[mask > 0] = patch[mask > 0]
-    return _fill_remnants(out, sealed), replace(face, source_points=sealed)
+    kept = {f.name: getattr(face, f.name) for f in fields(FaceModel)}
+    sealed_face = SealedFace(**{**kept, "source_points": sealed}, teeth=extract_teeth(image, face))
+    return _fill_remnants(out, sealed), sealed_face
 
 
 def _fill_remnants(image: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -78,11 +95,19 @@ def _fill_remnants(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     lips = np.zeros(image.shape[:2], np.uint8)
     outer = topo.LIPS_OUTER_UPPER + topo.LIPS_OUTER_LOWER[::-1]
     cv2.fillPoly(lips, [np.round(points[topo.as_index(outer)]).astype(np.int32)], 1)
+    # grown a little: the stretched corner triangles carry cavity just outside the lips
+    width = np.linalg.norm(points[topo.MOUTH_CORNER_L] - points[topo.MOUTH_CORNER_R])
+    grow = max(3, int(round(REMNANT_CORNER_GROW * width)) | 1)
+    reach = cv2.dilate(lips, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
     if not lips.any():
         return image
-    lum = image.astype(np.float32).mean(-1)
+    lum, redness = lum_and_redness(image)
     lip_lum = float(np.median(lum[lips > 0]))
-    odd = (lips > 0) & ((lum < REMNANT_DARK * lip_lum) | (lum > REMNANT_BRIGHT * lip_lum))
+    lip_red = float(np.median(redness[lips > 0]))
+    teeth = (lum > REMNANT_BRIGHT * lip_lum) | ((lum > REMNANT_TEETH[0] * lip_lum)
+                                               & (redness < REMNANT_TEETH[1] * lip_red))
+    # cavity may sit just outside the lips; skin there is bright and pale too, so teeth only inside
+    odd = ((reach > 0) & (lum < REMNANT_DARK * lip_lum)) | ((lips > 0) & teeth)
     if not odd.any():
         return image
     odd = cv2.dilate(odd.astype(np.uint8), np.ones((3, 3), np.uint8))

@@ -2,7 +2,10 @@
 
 Dark cavity shaded by the opening, upper teeth fixed to the skull just below the resting
 lip line, lower teeth carried by the jaw, and a tongue low in the mouth. Colours are taken
-from the photo (lips, skin brightness) so the interior matches its lighting.
+from the photo (lips, skin brightness) so the interior matches its lighting. Where the photo
+showed its own upper teeth (a SealedFace from avatar.render.closed_mouth), those are painted,
+in place on the skull, over the synthesised upper row, and the synthesised teeth take their
+colour.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import numpy as np
 
 from avatar.face import topology as topo
 from avatar.face.model import FaceModel
+from avatar.generators.signals import smoothstep
 from avatar.motion.types import MotionFrame, action_column
+from avatar.render.closed_mouth import SealedFace
 
 UPPER_TEETH_SHOW = 0.014  # face widths the upper incisors reach below the resting lip line
 LOWER_TEETH_SHOW = 0.012  # how far the lower incisors rise above the jaw-carried lip line
@@ -24,6 +29,9 @@ TEETH_COLOUR = np.array([232, 226, 212], np.float32)
 CAVITY_DARKEN = 0.42  # cavity colour = lip colour * this (a dark red, never black)
 TONGUE_LIGHTEN = 0.85  # tongue colour = lip colour * this
 MIN_OPENING_PX = 0.6  # below this the lips touch: nothing to paint but the seam
+# Face widths of mid-lip opening over which the interior fades in: lips that just part show
+# a sliver, not a full-width dark strip (the 1-px grown outline alone reads as an open mouth).
+OPENING_FADE = 0.02
 SEAM_WIDTH = 0.012  # face widths: the shadow line where closed lips meet
 SEAM_DARKEN = 0.45  # seam colour = lip colour * this
 SEAM_OPACITY = 0.75
@@ -45,6 +53,9 @@ LIP_OCCLUSION = (0.7, 0.015)  # brightness at the lips' edge, face widths to ful
 SIDE_SHADE = (0.75, 0.35)  # teeth darken this much toward the mouth corners, to at least this
 SMOOTH_RING_PASSES = 2  # corner cutting of the inner-lip polygon: rounded, not octagonal
 ROOT_SHADE = 0.7  # brightness toward the gum (the biting edge is brightest)
+# The photo's own teeth are lit as the painted ones are by the opening: this much at least.
+OWN_TEETH_LIT = 0.8
+OWN_TEETH_SHADE = 0.85  # mean of the painted teeth's shading, undone from the photo's teeth colour
 
 
 def inpaint_mouth(image: np.ndarray, face: FaceModel) -> np.ndarray:
@@ -80,6 +91,9 @@ class MouthInterior(Protocol):
 class MouthPainter:
     def __init__(self, image: np.ndarray, face: FaceModel):
         self.face = face
+        # The person's own upper teeth, if the photo showed them: painted over the synthesised
+        # upper row, which then shows only where the photo showed none (toward the corners).
+        self.source_teeth = face.teeth if isinstance(face, SealedFace) else None
         lips = face.source_points[topo.as_index(topo.LIPS_OUTER_UPPER + topo.LIPS_OUTER_LOWER)]
         lip_mask = np.zeros(image.shape[:2], np.uint8)
         cv2.fillPoly(lip_mask, [np.round(lips[topo.LIPS_OUTER_UPPER.__len__():]).astype(np.int32)], 1)
@@ -92,6 +106,8 @@ class MouthPainter:
         self.tongue = np.asarray(lip_colour, np.float32) * TONGUE_LIGHTEN
         warm = skin / max(float(skin.mean()), 1.0) * float(TEETH_COLOUR.mean())
         self.teeth = ((1 - TEETH_WARMTH) * TEETH_COLOUR + TEETH_WARMTH * warm) * brightness
+        if self.source_teeth is not None:  # the painted rows take the person's teeth colour
+            self.teeth = np.minimum(self.source_teeth.colour / np.float32(OWN_TEETH_SHADE), 255)
         self.jaw = face.basis[action_column("jawOpen")]
 
     def _teeth_lines(self, frame: MotionFrame):
@@ -133,9 +149,12 @@ class MouthPainter:
             img = self._interior((y1 - y0, x1 - x0), origin, frame, opening, mask)
         else:
             img = interior.warp_into((y1 - y0, x1 - x0), ring - origin)
+        fade = smoothstep(np.array(opening), MIN_OPENING_PX, max(OPENING_FADE * self.face.face_width,
+                                                                  2 * MIN_OPENING_PX))
+        mask *= np.float32(fade)
         # The lips' inner edge is in shadow; it also hides the stretched pixels along it.
         # Drawn first, so the interior covers its inner half and the teeth stay bright.
-        self._shadow(out, ring, closed=True, opacity=LIP_EDGE_OPACITY)
+        self._shadow(out, ring, closed=True, opacity=LIP_EDGE_OPACITY * float(fade))
         patch = out[y0:y1, x0:x1].astype(np.float32)
         out[y0:y1, x0:x1] = cv2.blendLinear(img, patch, mask, 1 - mask).astype(np.uint8)
 
@@ -190,10 +209,21 @@ class MouthPainter:
                     (self.tongue * light).tolist(), -1, cv2.LINE_AA)
         self._teeth(img, up_edge, +1, scale, light, TEETH_SPAN)
         self._teeth(img, lo_edge, -1, scale, light, LOWER_TEETH_SPAN)
+        # The photo's own upper teeth last: in front of the lower row, as upper incisors are.
+        if self.source_teeth is not None:
+            self._own_teeth(img, origin, frame, light)
         lit, reach = LIP_OCCLUSION
         occlusion = (lit + (1 - lit) * np.clip(inside / (reach * scale), 0, 1)).astype(np.float32)
         img = cv2.multiply(img, cv2.merge([occlusion] * 3))
         return cv2.GaussianBlur(img, (0, 0), max(SOFTEN * scale, 0.3))
+
+    def _own_teeth(self, img: np.ndarray, origin: np.ndarray, frame: MotionFrame, light: float) -> None:
+        """The photo's own upper teeth over ``img`` (the region at ``origin``), in the
+        frame's head pose, lit like the painted teeth."""
+        rgba = self.source_teeth.warp_into(self.face.head_transform(frame), img.shape[:2], origin)
+        alpha = np.ascontiguousarray(rgba[..., 3])
+        colour = rgba[..., :3] * np.float32(OWN_TEETH_LIT + (1 - OWN_TEETH_LIT) * light)
+        img[:] = cv2.blendLinear(colour, img, alpha, 1 - alpha)
 
     def _teeth(self, img, edge: np.ndarray, direction: int, scale: float, light: float,
                span: float) -> None:
