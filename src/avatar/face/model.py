@@ -9,7 +9,7 @@ from importlib import resources
 import numpy as np
 
 from avatar.face import geometry, topology as topo
-from avatar.face.actions import build_basis
+from avatar.face.actions import FaceGeometry, build_basis
 from avatar.face.tracker import FaceObservation
 from avatar.motion.types import MotionFrame
 
@@ -32,8 +32,6 @@ def face_template() -> tuple[np.ndarray, np.ndarray]:
 
 def close_jaw(shape: np.ndarray) -> np.ndarray:
     """Raise the lower lip and the skin below it by the mouth's gap beyond LIP_SEAL_FREE."""
-    from avatar.face.actions import FaceGeometry
-
     up, lo = topo.as_index(topo.LIPS_INNER_UPPER), topo.as_index(topo.LIPS_INNER_LOWER)
     lift = float(np.median(shape[lo, 1] - shape[up, 1])) - LIP_SEAL_FREE
     if lift <= 0:

@@ -186,9 +186,10 @@ def speech_gate(vad: np.ndarray, fps: float, pauses: np.ndarray | None = None) -
 
 def pause_frames(track: VisemeTrack, fps: float, num_frames: int) -> np.ndarray:
     """(T,) True in the frames of the pauses between words."""
+    sel = track.is_pause
+    _, frame = ragged_windows(np.floor(track.start[sel] * fps), np.ceil(track.end[sel] * fps), num_frames)
     out = np.zeros(num_frames, bool)
-    for s, e in zip(track.start[track.is_pause], track.end[track.is_pause]):
-        out[int(np.floor(s * fps)): int(np.ceil(e * fps))] = True
+    out[frame] = True
     return out
 
 

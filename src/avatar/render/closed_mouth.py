@@ -95,12 +95,12 @@ def _fill_remnants(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     lips = np.zeros(image.shape[:2], np.uint8)
     outer = topo.LIPS_OUTER_UPPER + topo.LIPS_OUTER_LOWER[::-1]
     cv2.fillPoly(lips, [np.round(points[topo.as_index(outer)]).astype(np.int32)], 1)
+    if not lips.any():
+        return image
     # grown a little: the stretched corner triangles carry cavity just outside the lips
     width = np.linalg.norm(points[topo.MOUTH_CORNER_L] - points[topo.MOUTH_CORNER_R])
     grow = max(3, int(round(REMNANT_CORNER_GROW * width)) | 1)
     reach = cv2.dilate(lips, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
-    if not lips.any():
-        return image
     lum, redness = lum_and_redness(image)
     lip_lum = float(np.median(lum[lips > 0]))
     lip_red = float(np.median(redness[lips > 0]))
