@@ -17,6 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scipy.ndimage import median_filter
+from scipy.signal import find_peaks
+
 from avatar.generators.prosody import Prosody
 from avatar.generators.signals import (moving_average, raised_cosine, ragged_windows, smooth_noise,
                                        thin_events)
@@ -35,6 +38,8 @@ BLINK_SNAP_S = 0.8  # a blink this close to a pause may move to the pause start 
 BLINK_SNAP_PROB = 0.6
 BLINK_SNAP_DELAY_S = (0.05, 0.25)  # where in the pause it lands (s after its start)
 BLINK_MIN_GAP_S = 0.6  # after moving, blinks closer than this are dropped (s)
+BLINK_PROMINENCE = 0.25  # a learned lid peak this far above its local baseline is a blink
+BLINK_BASELINE_S = 1.0  # window of the running median that gives a lid curve's baseline (s)
 
 FIXATION_S = (1.2, 0.5, 0.5, 3.0)  # lognormal median (s), sigma, clip low, clip high
 FIXATION_RETURN_PROB = 0.45  # a new fixation goes back to the main direction
@@ -120,6 +125,33 @@ def render_blinks(blinks: Blinks, num_frames: int, fps: float) -> np.ndarray:
     np.maximum.at(lids[:, 0], frame, blinks.amplitude[owner] * profile)
     np.maximum.at(lids[:, 1], frame, blinks.right[owner] * profile)
     return lids
+
+
+def reshape_blinks(rng: np.random.Generator, lids: np.ndarray, fps: float) -> np.ndarray:
+    """(T, 2) learned eyelid closures with every blink redrawn in the rules' shape.
+
+    A model trained on minutes of video learns when to blink (VASA-1 §3.2 keeps blinks in
+    its latent), but draws them as 1-2 frame flicks that stop short of closing (tracked:
+    1.7 frames, where people take 150-400 ms). Each peak of the mean lid curve standing
+    BLINK_PROMINENCE above its running median is kept at the model's time and redrawn as
+    one full blink (render_blinks); the model's own lids are kept everywhere else."""
+    T = len(lids)
+    mean = lids.mean(axis=1)  # (T,)
+    width = max(3, int(round(BLINK_BASELINE_S * fps)) | 1)
+    base = median_filter(mean, size=width, mode="reflect")  # (T,)
+    excess = mean - base  # (T,)
+    peaks, _ = find_peaks(np.pad(excess, 1), height=BLINK_PROMINENCE,  # padded: a blink on the first
+                          distance=max(1, int(round(BLINK_REFRACTORY_S * fps))))  # frame is a peak too
+    peaks = peaks - 1
+    n = len(peaks)
+    if n == 0:
+        return lids
+    # every flick is flattened: the peaks are redrawn below, the rest were too close to one
+    own = np.where((excess > 0.5 * BLINK_PROMINENCE)[:, None], np.minimum(lids, base[:, None]), lids)
+    left = rng.uniform(*BLINK_AMPLITUDE, n)
+    blinks = Blinks(time=peaks / fps, duration=_lognormal(rng, BLINK_DURATION_S, n), amplitude=left,
+                    right=left * (1.0 - BLINK_LR_DIFF * rng.random(n)))
+    return np.maximum(own, render_blinks(blinks, T, fps))
 
 
 def fixation_offsets(rng: np.random.Generator, num_frames: int, fps: float) -> np.ndarray:

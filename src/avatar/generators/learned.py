@@ -8,8 +8,8 @@ A learned generator's model (an ``nn.Module`` registered with
 on frames at ``model.config["fps"]``, and may define ``model.audio_input(speech, features)
 -> (T, Ca)`` when it needs more than :func:`~avatar.generators.motion_vector.audio_frames`.
 :class:`LearnedGenerator` does the rest: it loads the checkpoint (the file alone rebuilds
-the model), checks its kind, resamples to and from the model's frame rate and applies the
-head-motion control.
+the model), checks its kind, resamples to and from the model's frame rate, redraws the model's blinks in a believable
+shape (:func:`~avatar.generators.eyes.reshape_blinks`) and applies the head-motion control.
 """
 
 from __future__ import annotations
@@ -17,12 +17,18 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import numpy as np
+
 from avatar.audio.types import AudioFeatures, Speech
 from avatar.errors import AvatarError
 from avatar.generators.base import Controls
-from avatar.generators.motion_vector import (MOTION_DIM, array_to_motion, audio_frames, global_conditions,
-                                             group_slices, retime)
-from avatar.motion.types import MotionSeq
+from avatar.generators.eyes import reshape_blinks
+from avatar.generators.motion_vector import (MOTION_DIM, action_channels, array_to_motion, audio_frames,
+                                             global_conditions, group_slices, retime)
+from avatar.motion.types import BLINK_ACTIONS, MotionSeq
+
+
+BLINK_STREAM = 1  # random stream of the blink redraw, apart from the model's own noise
 
 
 @functools.lru_cache(maxsize=4)
@@ -72,6 +78,8 @@ class LearnedGenerator:
                                                          controls.valence, controls.arousal),
                                 seed=seed, steps=self.steps, guidance=self.guidance)  # (T', C)
         x = retime(x, model_fps, features.fps, features.num_frames)  # (T, C)
+        blink = action_channels(BLINK_ACTIONS)
+        x[:, blink] = reshape_blinks(np.random.default_rng([seed, BLINK_STREAM]), x[:, blink], features.fps)
         for group in ("rotation", "translation"):
             x[:, group_slices()[group]] *= controls.head_motion
         x[:, MOTION_DIM:] *= controls.head_motion  # upper-body motion (vlogger), if any: it follows the head

@@ -32,7 +32,10 @@ MIN_OPENING_PX = 0.6  # below this the lips touch: nothing to paint but the seam
 # Face widths of mid-lip opening over which the interior fades in: lips that just part show
 # a sliver, not a full-width dark strip (the 1-px grown outline alone reads as an open mouth).
 OPENING_FADE = 0.02
-SEAM_WIDTH = 0.012  # face widths: the shadow line where closed lips meet
+# face widths: the shadow line where closed lips meet (0.008 reads the sealed mouth of a
+# mid-speech still as less parted, 0.034 vs 0.056, but is not yet checked on frame sheets)
+SEAM_WIDTH = 0.012
+LIP_EDGE_WIDTH = 0.012  # face widths: the shadow along the lips' inner edge when open
 SEAM_DARKEN = 0.45  # seam colour = lip colour * this
 SEAM_OPACITY = 0.75
 LIP_EDGE_OPACITY = 0.6
@@ -154,7 +157,7 @@ class MouthPainter:
         mask *= np.float32(fade)
         # The lips' inner edge is in shadow; it also hides the stretched pixels along it.
         # Drawn first, so the interior covers its inner half and the teeth stay bright.
-        self._shadow(out, ring, closed=True, opacity=LIP_EDGE_OPACITY * float(fade))
+        self._shadow(out, ring, LIP_EDGE_WIDTH, closed=True, opacity=LIP_EDGE_OPACITY * float(fade))
         patch = out[y0:y1, x0:x1].astype(np.float32)
         out[y0:y1, x0:x1] = cv2.blendLinear(img, patch, mask, 1 - mask).astype(np.uint8)
 
@@ -162,11 +165,13 @@ class MouthPainter:
         """Shadow line between the lips (where they meet, or at the edge of the opening):
         a closed mouth reads as closed only with it, to viewers and face trackers alike."""
         mid = 0.5 * (face_pts[topo.as_index(topo.LIPS_INNER_UPPER)] + face_pts[topo.as_index(topo.LIPS_INNER_LOWER)])
-        self._shadow(out, mid, closed=False, opacity=SEAM_OPACITY)
+        self._shadow(out, mid, SEAM_WIDTH, closed=False, opacity=SEAM_OPACITY)
 
-    def _shadow(self, out: np.ndarray, line: np.ndarray, closed: bool, opacity: float) -> None:
-        """Darken a soft band along a polyline (N, 2) in image pixels, in place."""
-        width = max(SEAM_WIDTH * self.face.face_width, 1.0)
+    def _shadow(self, out: np.ndarray, line: np.ndarray, width: float, closed: bool,
+                opacity: float) -> None:
+        """Darken a soft band ``width`` face widths wide along a polyline (N, 2) in image
+        pixels, in place."""
+        width = max(width * self.face.face_width, 1.0)
         x0, y0 = np.floor(line.min(0) - 2 * width).astype(int)
         x1, y1 = np.ceil(line.max(0) + 2 * width).astype(int)
         h, w = out.shape[:2]
