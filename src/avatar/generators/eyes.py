@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from scipy.ndimage import median_filter
 from scipy.signal import find_peaks
 

@@ -8,8 +8,9 @@ A learned generator's model (an ``nn.Module`` registered with
 on frames at ``model.config["fps"]``, and may define ``model.audio_input(speech, features)
 -> (T, Ca)`` when it needs more than :func:`~avatar.generators.motion_vector.audio_frames`.
 :class:`LearnedGenerator` does the rest: it loads the checkpoint (the file alone rebuilds
-the model), checks its kind, resamples to and from the model's frame rate, redraws the model's blinks in a believable
-shape (:func:`~avatar.generators.eyes.reshape_blinks`) and applies the head-motion control.
+the model), checks its kind, resamples to and from the model's frame rate, redraws the
+model's blinks in a believable shape (:func:`~avatar.generators.eyes.reshape_blinks`) and
+applies the head-motion control.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from avatar.generators.eyes import reshape_blinks
 from avatar.generators.motion_vector import (MOTION_DIM, action_channels, array_to_motion, audio_frames,
                                              global_conditions, group_slices, retime)
 from avatar.motion.types import BLINK_ACTIONS, MotionSeq
-
 
 BLINK_STREAM = 1  # random stream of the blink redraw, apart from the model's own noise
 

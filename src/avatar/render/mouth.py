@@ -32,10 +32,8 @@ MIN_OPENING_PX = 0.6  # below this the lips touch: nothing to paint but the seam
 # Face widths of mid-lip opening over which the interior fades in: lips that just part show
 # a sliver, not a full-width dark strip (the 1-px grown outline alone reads as an open mouth).
 OPENING_FADE = 0.02
-# face widths: the shadow line where closed lips meet (0.008 reads the sealed mouth of a
-# mid-speech still as less parted, 0.034 vs 0.056, but is not yet checked on frame sheets)
-SEAM_WIDTH = 0.012
-LIP_EDGE_WIDTH = 0.012  # face widths: the shadow along the lips' inner edge when open
+SEAM_WIDTH = 0.012  # face widths: the shadow line where closed lips meet
+LIP_EDGE_WIDTH = 0.012  # face widths: the shadow along the lips' inner edge when they part
 SEAM_DARKEN = 0.45  # seam colour = lip colour * this
 SEAM_OPACITY = 0.75
 LIP_EDGE_OPACITY = 0.6
