@@ -26,7 +26,7 @@ LOWER_TEETH_SHOW = 0.012  # how far the lower incisors rise above the jaw-carrie
 TEETH_DEPTH = 0.06  # visible tooth height; the rest hides under the lips
 TEETH_SPAN = 0.78  # fraction of the mouth width the front teeth cover
 TEETH_COLOUR = np.array([232, 226, 212], np.float32)
-CAVITY_DARKEN = 0.42  # cavity colour = lip colour * this (a dark red, never black)
+CAVITY_DARKEN = 0.45  # cavity colour = lip colour filtered by itself * this (a dark red, never black)
 TONGUE_LIGHTEN = 0.85  # tongue colour = lip colour * this
 MIN_OPENING_PX = 0.6  # below this the lips touch: nothing to paint but the seam
 # Face widths of mid-lip opening over which the interior fades in: lips that just part show
@@ -43,17 +43,17 @@ SUPERSAMPLE_SHIFT = 3  # polygon vertices at 1/8 px for anti-aliased edges
 
 INPAINT_RADIUS = 3  # px
 TOOTH_WIDTH = 0.05  # face widths per front tooth
-TOOTH_GAP_SHADE = 0.88  # brightness at the seam between two teeth
+TOOTH_GAP_SHADE = 0.78  # brightness at the seam between two teeth
 LOWER_TEETH_SPAN = 0.6  # the lower row shows less of its width
-DEPTH_SHADE = 0.5  # cavity brightness deep inside vs. at the lips' edge
+DEPTH_SHADE = 0.65  # cavity brightness deep inside vs. at the lips' edge
 DEPTH_FALLOFF = 0.04  # face widths from the lips' edge to "deep inside"
 SOFTEN = 0.005  # face widths of blur on the painted interior (it is seen out of focus)
 TEETH_WARMTH = 0.2  # teeth colour leans this much toward the skin's hue (warm ambient light)
-LIP_OCCLUSION = (0.7, 0.015)  # brightness at the lips' edge, face widths to full light:
+LIP_OCCLUSION = (0.8, 0.012)  # brightness at the lips' edge, face widths to full light:
 # the lips shade whatever is just inside them, teeth included, which gives the mouth depth
 SIDE_SHADE = (0.75, 0.35)  # teeth darken this much toward the mouth corners, to at least this
 SMOOTH_RING_PASSES = 2  # corner cutting of the inner-lip polygon: rounded, not octagonal
-ROOT_SHADE = 0.7  # brightness toward the gum (the biting edge is brightest)
+ROOT_SHADE = 0.85  # brightness toward the gum (the biting edge is brightest)
 # The photo's own teeth are lit as the painted ones are by the opening: this much at least.
 OWN_TEETH_LIT = 0.8
 OWN_TEETH_SHADE = 0.85  # mean of the painted teeth's shading, undone from the photo's teeth colour
@@ -103,7 +103,10 @@ class MouthPainter:
         y, x = int(np.clip(cheek[1], 0, image.shape[0] - 1)), int(np.clip(cheek[0], 0, image.shape[1] - 1))
         skin = image[max(0, y - 3): y + 4, max(0, x - 3): x + 4].reshape(-1, 3).mean(0)
         brightness = np.clip(skin.mean() / 170.0, 0.45, 1.1)  # teeth as lit as the skin
-        self.cavity = np.asarray(lip_colour, np.float32) * CAVITY_DARKEN
+        # Light inside the mouth has bounced off red tissue more than once: the cavity is the
+        # lip colour filtered by itself (more saturated), never a neutral grey or black.
+        lip = np.asarray(lip_colour, np.float32)
+        self.cavity = lip * (lip / max(float(lip.max()), 1.0)) * CAVITY_DARKEN
         self.tongue = np.asarray(lip_colour, np.float32) * TONGUE_LIGHTEN
         warm = skin / max(float(skin.mean()), 1.0) * float(TEETH_COLOUR.mean())
         self.teeth = ((1 - TEETH_WARMTH) * TEETH_COLOUR + TEETH_WARMTH * warm) * brightness
@@ -210,8 +213,9 @@ class MouthPainter:
         cv2.ellipse(img, (int(mid[0]), int(mid[1] + 0.01 * scale)),
                     (max(1, int(0.3 * width)), max(1, int(0.045 * scale))), 0, 180, 360,
                     (self.tongue * light).tolist(), -1, cv2.LINE_AA)
-        self._teeth(img, up_edge, +1, scale, light, TEETH_SPAN)
+        # Upper incisors overlap the lower ones from the front (overbite): drawn last.
         self._teeth(img, lo_edge, -1, scale, light, LOWER_TEETH_SPAN)
+        self._teeth(img, up_edge, +1, scale, light, TEETH_SPAN)
         # The photo's own upper teeth last: in front of the lower row, as upper incisors are.
         if self.source_teeth is not None:
             self._own_teeth(img, origin, frame, light)
