@@ -107,7 +107,7 @@ class MouthPainter:
         # lip colour filtered by itself (more saturated), never a neutral grey or black.
         lip = np.asarray(lip_colour, np.float32)
         self.cavity = lip * (lip / max(float(lip.max()), 1.0)) * CAVITY_DARKEN
-        self.tongue = np.asarray(lip_colour, np.float32) * TONGUE_LIGHTEN
+        self.tongue = lip * TONGUE_LIGHTEN
         warm = skin / max(float(skin.mean()), 1.0) * float(TEETH_COLOUR.mean())
         self.teeth = ((1 - TEETH_WARMTH) * TEETH_COLOUR + TEETH_WARMTH * warm) * brightness
         if self.source_teeth is not None:  # the painted rows take the person's teeth colour
